@@ -1,0 +1,1 @@
+"""eightbit: INT8 quantization of Transformer models."""
