@@ -105,3 +105,9 @@ def test_fake_quantize_straight_through_gradient():
     fake_quantize(x, qp).sum().backward()
     # identity inside the representable range, zero where the value was clipped
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_reduce_range_uses_seven_bits():
+    assert (qparams_from_range(-1.0, 1.0, reduce_range=True).qmax) == 127
+    qp = qparams_from_range(-1.0, 1.0, dtype=torch.int8, reduce_range=True)
+    assert (qp.qmin, qp.qmax) == (-64, 63)

@@ -84,6 +84,7 @@ def qparams_from_range(
     dtype: torch.dtype = torch.uint8,
     symmetric: bool = False,
     narrow: bool = False,
+    reduce_range: bool = False,
     axis: int | None = None,
 ) -> QParams:
     """Quantization parameters that map ``[min_val, max_val]`` onto ``dtype``.
@@ -92,8 +93,12 @@ def qparams_from_range(
     and the zero point is rounded to an integer (so the representable range is *nudged* and 0.0 is
     exact). Symmetric: ``scale = max(|min|, |max|) / ((qmax - qmin) / 2)`` and the zero point is the
     middle of the range (0 for signed types), i.e. Q8BERT's ``S = M / max|x|`` with ``M = 127``.
+    ``reduce_range`` uses 7 bits (the lower half of the levels), for kernels whose int16
+    intermediates would otherwise saturate (fbgemm on AVX2).
     """
     qmin, qmax = qrange(dtype, narrow=narrow)
+    if reduce_range:
+        qmin, qmax = qmin // 2, qmax // 2
     lo = torch.clamp(torch.as_tensor(min_val, dtype=torch.float32), max=0.0)
     hi = torch.clamp(torch.as_tensor(max_val, dtype=torch.float32), min=0.0)
     if lo.shape != hi.shape or (axis is None) != (lo.dim() == 0):
