@@ -1,0 +1,157 @@
+"""The one kernel interface: a prepared INT8 linear layer and INT8 embedding gathers.
+
+Every backend computes the same integer arithmetic (Jacob et al. 2018, eq. 7-9):
+``acc[m, n] = sum_k (x_q[m, k] - Z_x) * w_q[n, k]`` in int32 (weights are symmetric, ``Z_w = 0``),
+then one of three epilogues:
+
+* ``fp32``: ``acc * (S_x * S_w[n]) + bias[n]`` (dequantized output),
+* ``requant``: ``clamp(Z_out + M[n] * (acc + bias_q[n]))`` with the fixed-point multiplier
+  ``M = S_x * S_w / S_out`` and the int32 bias ``bias_q = round(bias / (S_x * S_w))``,
+* ``dynamic``: the input range is measured per call (per tensor or per token), output fp32.
+
+Backends differ only in speed, except where documented (float epilogues may differ in the last
+ulp; fbgemm needs 7-bit activations on AVX2 because ``vpmaddubsw`` saturates int16 pairs).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from eightbit.core.fixedpoint import Activation
+from eightbit.core.qparams import QParams
+
+
+class KernelError(ValueError):
+    """A kernel was given tensors of the wrong dtype, shape or quantization scheme."""
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    """A linear layer's weight in our plain format: int8 in [-127, 127] plus float32 scales.
+
+    ``weight``: (out_features, in_features) int8; ``scale``: (out_features,) float32 (a
+    per-tensor scale is stored expanded); ``bias``: (out_features,) float32 or None.
+    """
+
+    weight: Tensor
+    scale: Tensor
+    bias: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight.dtype != torch.int8 or self.weight.dim() != 2:
+            raise KernelError(
+                f"weight must be a 2-d int8 tensor, got {self.weight.dtype} "
+                f"{tuple(self.weight.shape)}"
+            )
+        n = self.weight.shape[0]
+        if self.scale.shape != (n,) or self.scale.dtype != torch.float32:
+            raise KernelError(
+                f"scale must be float32 of shape ({n},), got {self.scale.dtype} "
+                f"{tuple(self.scale.shape)}"
+            )
+        if self.bias is not None and self.bias.shape != (n,):
+            raise KernelError(f"bias must have shape ({n},), got {tuple(self.bias.shape)}")
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+
+def bias_to_int32(bias: Tensor | None, input_scale: Tensor, weight_scale: Tensor) -> Tensor:
+    """INT32 bias with scale ``S_x * S_w`` and zero point 0 (Jacob et al. section 2.4)."""
+    n = weight_scale.shape[0]
+    if bias is None:
+        return torch.zeros(n, dtype=torch.int32)
+    bias_scale = input_scale.double() * weight_scale.double()
+    q = torch.round(bias.double() / bias_scale)
+    return torch.clamp(q, -(2**31), 2**31 - 1).to(torch.int32)
+
+
+def check_input_qparams(qp: QParams, max_levels: int = 255) -> None:
+    """Activations are per-tensor uint8 (a symmetric int8 range is mapped onto uint8 + 128)."""
+    if qp.per_channel or qp.dtype != torch.uint8:
+        raise KernelError("activation qparams must be per-tensor uint8")
+    if qp.qmax - qp.qmin > max_levels:
+        raise KernelError(
+            f"this backend supports at most {max_levels} activation levels, got "
+            f"[{qp.qmin}, {qp.qmax}]; calibrate with reduce_range=True"
+        )
+
+
+class PreparedLinear(ABC):
+    """A weight packed once for one backend; the three epilogues of the module docstring."""
+
+    def __init__(self, qweight: QuantizedWeight) -> None:
+        self.qweight = qweight
+
+    @abstractmethod
+    def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
+        """Static: quantize fp32 ``x`` (M, K) with ``input_qp``, INT8 GEMM, fp32 (M, N)."""
+
+    @abstractmethod
+    def linear_requant(
+        self,
+        x_q: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        """Static INT8 in, INT8 out: uint8 ``x_q`` (M, K) -> ``output_qp.dtype`` (M, N)."""
+
+    @abstractmethod
+    def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
+        """Dynamic: input range measured on ``x`` (per tensor or per row), fp32 (M, N)."""
+
+
+BackendFactory = Callable[[QuantizedWeight], PreparedLinear]
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Class decorator: make a PreparedLinear implementation selectable by ``name``."""
+
+    def register(factory: BackendFactory) -> BackendFactory:
+        _BACKENDS[name] = factory
+        return factory
+
+    return register
+
+
+def prepare_linear(qweight: QuantizedWeight, backend: str) -> PreparedLinear:
+    """Pack ``qweight`` for ``backend`` ("reference", "fbgemm", "avx2")."""
+    if backend not in _BACKENDS:
+        raise KernelError(
+            f"unknown kernel backend {backend!r}; expected one of {sorted(_BACKENDS)}"
+        )
+    return _BACKENDS[backend](qweight)
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def embedding_gather(weight_q: Tensor, row_scale: Tensor, ids: Tensor) -> Tensor:
+    """INT8 embedding lookup: gather int8 rows (4x less memory traffic), dequantize after.
+
+    ``weight_q``: (vocab, dim) int8; ``row_scale``: (vocab,) float32; ``ids``: any int shape.
+    Returns ``ids.shape + (dim,)`` float32. Identical on every backend (pure data movement).
+    """
+    flat = ids.reshape(-1)
+    rows = weight_q.index_select(0, flat)  # (n, dim) int8
+    scales = row_scale.index_select(0, flat).unsqueeze(1)  # (n, 1)
+    return (rows.float() * scales).reshape(*ids.shape, weight_q.shape[1])
+
+
+def flatten_rows(x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """(..., K) -> contiguous (M, K) plus the leading shape to restore."""
+    lead = tuple(x.shape[:-1])
+    return x.reshape(-1, x.shape[-1]).contiguous(), lead

@@ -1,0 +1,99 @@
+"""Fast backends against the integer-only reference, on random shapes."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eightbit.core import dequantize, qparams_from_range, quantize
+from eightbit.kernels import KernelError, QuantizedWeight, embedding_gather, prepare_linear
+from eightbit.kernels.reference import zero_point_corrected
+
+
+def random_layer(n: int, k: int, seed: int, bias: bool = True) -> QuantizedWeight:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+    scale = torch.rand(n, generator=g) * 0.01 + 1e-3
+    b = torch.randn(n, generator=g) if bias else None
+    return QuantizedWeight(w, scale, b)
+
+
+shapes = st.tuples(st.integers(0, 9), st.integers(1, 70), st.integers(1, 40))
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_reference_fp32_equals_fake_quant_float(shape, seed):
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 2
+    qp = qparams_from_range(-3.0, 3.5)
+    got = prepare_linear(layer, "reference").linear_fp32(x, qp)
+    w_float = layer.weight.float() * layer.scale.unsqueeze(1)
+    fake = dequantize(quantize(x, qp), qp).double() @ w_float.double().T + layer.bias.double()
+    torch.testing.assert_close(got.double(), fake, rtol=1e-5, atol=1e-4)
+
+
+def test_zero_point_expansion_equals_direct_sum():
+    x_q = torch.randint(0, 256, (5, 33), dtype=torch.uint8)
+    w_q = torch.randint(-127, 128, (7, 33), dtype=torch.int8)
+    zp = torch.tensor(117, dtype=torch.int32)
+    direct = (x_q.long() - 117) @ w_q.long().T
+    assert torch.equal(zero_point_corrected(x_q, zp, w_q).long(), direct)
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_reference_requant_within_one_lsb_of_float(shape, seed):
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    x_q = torch.randint(
+        0, 256, (m, k), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
+    in_qp = qparams_from_range(-2.0, 2.0)
+    out_qp = qparams_from_range(-4.0, 5.0)
+    got = prepare_linear(layer, "reference").linear_requant(x_q, in_qp, out_qp)
+    real = prepare_linear(layer, "reference").linear_fp32(dequantize(x_q, in_qp), in_qp)
+    exact = torch.clamp(torch.round(real / out_qp.scale) + out_qp.zero_point, 0, 255)
+    assert bool(((got.int() - exact.int()).abs() <= 1).all())
+
+
+def test_fbgemm_fp32_matches_reference_with_7bit_activations():
+    layer = random_layer(48, 96, 1)
+    x = torch.randn(17, 96)
+    qp = qparams_from_range(-2.5, 3.0, reduce_range=True)
+    ref = prepare_linear(layer, "reference").linear_fp32(x, qp)
+    fast = prepare_linear(layer, "fbgemm").linear_fp32(x, qp)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_fbgemm_requant_within_one_lsb_of_reference():
+    layer = random_layer(32, 64, 2)
+    in_qp = qparams_from_range(-2.0, 2.0, reduce_range=True)
+    out_qp = qparams_from_range(-3.0, 3.0)
+    x_q = torch.randint(0, 128, (9, 64), dtype=torch.uint8)
+    ref = prepare_linear(layer, "reference").linear_requant(x_q, in_qp, out_qp, "relu")
+    fast = prepare_linear(layer, "fbgemm").linear_requant(x_q, in_qp, out_qp, "relu")
+    assert int((ref.int() - fast.int()).abs().max()) <= 1
+
+
+def test_fbgemm_refuses_full_8bit_activations():
+    """vpmaddubsw saturates on AVX2: 8-bit activations would give wrong sums, so refuse them."""
+    with pytest.raises(KernelError, match="reduce_range"):
+        prepare_linear(random_layer(4, 8, 0), "fbgemm").linear_fp32(
+            torch.randn(2, 8), qparams_from_range(-1.0, 1.0)
+        )
+
+
+def test_unknown_backend_and_bad_weights():
+    with pytest.raises(KernelError, match="unknown kernel backend"):
+        prepare_linear(random_layer(2, 2, 0), "tpu")
+    with pytest.raises(KernelError, match="int8"):
+        QuantizedWeight(torch.zeros(2, 2), torch.ones(2))
+
+
+def test_embedding_gather_dequantizes_rows():
+    w = torch.randint(-127, 128, (10, 4), dtype=torch.int8)
+    s = torch.rand(10)
+    ids = torch.tensor([[1, 9], [0, 1]])
+    got = embedding_gather(w, s, ids)
+    assert got.shape == (2, 2, 4)
+    torch.testing.assert_close(got[0, 1], w[9].float() * s[9])
