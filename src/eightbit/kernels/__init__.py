@@ -14,6 +14,7 @@ from eightbit.kernels.base import (
     bias_to_int32,
     embedding_gather,
     prepare_linear,
+    resolve_backend,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "bias_to_int32",
     "embedding_gather",
     "prepare_linear",
+    "resolve_backend",
 ]

@@ -24,9 +24,10 @@ from torch import Tensor
 
 from eightbit.core.fixedpoint import Activation
 from eightbit.core.qparams import QParams
+from eightbit.errors import EightbitError
 
 
-class KernelError(ValueError):
+class KernelError(EightbitError):
     """A kernel was given tensors of the wrong dtype, shape or quantization scheme."""
 
 
@@ -133,6 +134,25 @@ def prepare_linear(qweight: QuantizedWeight, backend: str) -> PreparedLinear:
             f"unknown kernel backend {backend!r}; expected one of {sorted(_BACKENDS)}"
         )
     return _BACKENDS[backend](qweight)
+
+
+def resolve_backend(name: str) -> str:
+    """``auto`` picks the native AVX2 kernel when it is available, else the reference."""
+    if name != "auto":
+        if name not in _BACKENDS:
+            raise KernelError(f"unknown kernel backend {name!r}; expected one of {backend_names()}")
+        return name
+    return (
+        "avx2" if "avx2" in _BACKENDS and _AVAILABLE.get("avx2", lambda: False)() else "reference"
+    )
+
+
+_AVAILABLE: dict[str, Callable[[], bool]] = {}
+
+
+def register_availability(name: str, check: Callable[[], bool]) -> None:
+    """Backends that may not work on every machine say so here (checked lazily)."""
+    _AVAILABLE[name] = check
 
 
 def backend_names() -> list[str]:

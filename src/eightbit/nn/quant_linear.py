@@ -1,0 +1,178 @@
+"""The converted INT8 Linear: int8 weights, int32 bias, static or dynamic activation ranges.
+
+Holds only plain tensors (int8 weight, float32 scales, int32 bias), so it saves to safetensors and
+runs on any kernel backend. ``forward`` takes and returns fp32 (the drop-in path);
+``forward_quantized`` takes uint8 and returns uint8 so consecutive quantized ops need no
+dequantize/quantize pair in between (Bhandare et al. 2019, section 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from eightbit.core.fixedpoint import Activation
+from eightbit.core.ops import quantize
+from eightbit.core.qparams import QParams, qparams_from_range
+from eightbit.kernels import PreparedLinear, QuantizedWeight, bias_to_int32, prepare_linear
+from eightbit.nn.weights import expanded_scale
+
+Mode = Literal["static", "dynamic"]
+
+
+def _qparams_buffers(qp: QParams) -> dict[str, Tensor]:
+    return {
+        "scale": qp.scale.reshape(()).float(),
+        "zero_point": qp.zero_point.reshape(()).int(),
+        "qrange": torch.tensor([qp.qmin, qp.qmax], dtype=torch.int32),
+    }
+
+
+def _qparams_from_buffers(scale: Tensor, zero_point: Tensor, qrange: Tensor) -> QParams:
+    qmin, qmax = (int(v) for v in qrange)
+    return QParams(scale, zero_point, torch.uint8, qmin, qmax)
+
+
+class QuantLinear(nn.Module):
+    """INT8 linear layer; build it with :meth:`from_float`."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        mode: Mode,
+        has_bias: bool,
+        per_token: bool = False,
+        has_output_qparams: bool = False,
+        backend: str = "reference",
+    ) -> None:
+        super().__init__()
+        if mode not in ("static", "dynamic"):
+            raise ValueError(f"mode must be 'static' or 'dynamic', got {mode!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.mode: Mode = mode
+        self.per_token = per_token
+        self.backend = backend
+        self.activation: Activation = "none"
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if has_bias else None)
+        if mode == "static":
+            self.register_buffer("bias_int32", torch.zeros(out_features, dtype=torch.int32))
+            for name, value in _qparams_buffers(qparams_from_range(-1.0, 1.0)).items():
+                self.register_buffer(f"input_{name}", value)
+        if has_output_qparams:
+            for name, value in _qparams_buffers(qparams_from_range(-1.0, 1.0)).items():
+                self.register_buffer(f"output_{name}", value)
+        self._kernel: PreparedLinear | None = None
+
+    @classmethod
+    def from_float(
+        cls,
+        linear: nn.Module,
+        weight_qp: QParams,
+        *,
+        input_qp: QParams | None,
+        output_qp: QParams | None = None,
+        per_token: bool = False,
+        backend: str = "reference",
+    ) -> QuantLinear:
+        """Quantize a float linear (``weight``, ``bias``); ``input_qp=None`` means dynamic."""
+        weight, bias = linear.weight.detach(), getattr(linear, "bias", None)
+        out_features, in_features = weight.shape
+        module = cls(
+            in_features,
+            out_features,
+            mode="dynamic" if input_qp is None else "static",
+            has_bias=bias is not None,
+            per_token=per_token,
+            has_output_qparams=output_qp is not None,
+            backend=backend,
+        )
+        module.weight.copy_(quantize(weight, weight_qp))
+        module.weight_scale.copy_(expanded_scale(weight_qp, out_features))
+        if bias is not None:
+            module.bias.copy_(bias.detach())
+        if input_qp is not None:
+            module.set_input_qparams(input_qp)
+        if output_qp is not None:
+            module.set_output_qparams(output_qp)
+        return module
+
+    def set_output_qparams(self, output_qp: QParams) -> None:
+        """Give the layer an INT8 output (for :meth:`forward_quantized`)."""
+        for name, value in _qparams_buffers(output_qp).items():
+            if hasattr(self, f"output_{name}"):
+                getattr(self, f"output_{name}").copy_(value)
+            else:
+                self.register_buffer(f"output_{name}", value.clone())
+
+    def set_input_qparams(self, input_qp: QParams) -> None:
+        for name, value in _qparams_buffers(input_qp).items():
+            getattr(self, f"input_{name}").copy_(value)
+        self.bias_int32.copy_(bias_to_int32(self.bias, self.input_scale, self.weight_scale))
+        self._kernel = None
+
+    @property
+    def input_qparams(self) -> QParams:
+        return _qparams_from_buffers(self.input_scale, self.input_zero_point, self.input_qrange)
+
+    @property
+    def output_qparams(self) -> QParams:
+        return _qparams_from_buffers(self.output_scale, self.output_zero_point, self.output_qrange)
+
+    def kernel(self) -> PreparedLinear:
+        """The weight packed for ``self.backend`` (packed once, on first use)."""
+        if self._kernel is None:
+            bias = self.bias
+            if self.mode == "static" and bias is not None:
+                # the INT32 bias, dequantized: the fp32 epilogue adds exactly what requant adds
+                bias = (
+                    self.bias_int32.double()
+                    * self.input_scale.double()
+                    * self.weight_scale.double()
+                ).float()
+            qweight = QuantizedWeight(self.weight, self.weight_scale, bias)
+            self._kernel = prepare_linear(qweight, self.backend)
+        return self._kernel
+
+    def set_backend(self, backend: str) -> None:
+        self.backend = backend
+        self._kernel = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, self.in_features).float().contiguous()  # (M, K)
+        if self.mode == "dynamic":
+            out = self.kernel().linear_dynamic(rows, self.per_token)
+        else:
+            out = self.kernel().linear_fp32(rows, self.input_qparams)
+        if self.activation != "none":  # fused activation, applied in float on this path
+            out = out.clamp(min=0.0, max=6.0 if self.activation == "relu6" else None)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def quantize_input(self, x: Tensor) -> Tensor:
+        """fp32 -> the uint8 input this layer expects (the one quantize step of an INT8 chain)."""
+        return quantize(x, self.input_qparams)
+
+    def forward_quantized(self, x_q: Tensor) -> Tensor:
+        """uint8 in (input qparams), uint8 out (output qparams): fully integer."""
+        if self.mode != "static" or not hasattr(self, "output_scale"):
+            raise ValueError("forward_quantized needs a static layer with output qparams")
+        rows = x_q.reshape(-1, self.in_features).contiguous()
+        out = self.kernel().linear_requant(
+            rows, self.input_qparams, self.output_qparams, self.activation
+        )
+        return out.reshape(*x_q.shape[:-1], self.out_features)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._kernel = None  # buffers changed: repack on next use
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, mode={self.mode}, "
+            f"backend={self.backend}"
+        )

@@ -1,0 +1,63 @@
+"""Small models built from configs (no downloads) shared by the module and API tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio in dB (torchao's compute_error)."""
+    noise = (reference - approx).float().pow(2).mean()
+    return float(10 * torch.log10(reference.float().pow(2).mean() / noise.clamp_min(1e-30)))
+
+
+class TinyMLP(nn.Module):
+    def __init__(self, vocab: int = 50, dim: int = 32, hidden: int = 64, classes: int = 5):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.embed(ids)))).mean(dim=1)
+
+
+def tiny_marian():
+    from transformers import MarianConfig, MarianMTModel
+
+    torch.manual_seed(0)
+    config = MarianConfig(
+        vocab_size=64,
+        decoder_vocab_size=64,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=32,
+        pad_token_id=63,
+        eos_token_id=0,
+        decoder_start_token_id=63,
+        share_encoder_decoder_embeddings=True,
+    )
+    return MarianMTModel(config).eval()
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        num_labels=3,
+    )
+    return BertForSequenceClassification(config).eval()
