@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,15 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
 
 
 def save(
-    model: nn.Module, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+    write_files: Callable[[Path], object] | None = None,
 ) -> Path:
     """Save a quantized model to directory ``path`` atomically (all or nothing).
 
-    ``extra`` is stored under ``"extra"`` in the metadata (e.g. calibration details).
+    ``extra`` is stored under ``"extra"`` in the metadata (e.g. calibration details);
+    ``write_files(directory)`` may add files that belong with the model (e.g. a tokenizer).
     """
     target = Path(path)
     if target.exists() and (
@@ -129,6 +134,8 @@ def save(
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1, sort_keys=True))
+        if write_files is not None:
+            write_files(staging)
         _replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
