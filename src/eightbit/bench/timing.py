@@ -1,0 +1,28 @@
+"""Wall-clock timing shared by every benchmark: warm-up, then the median of timed repeats."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_seconds(fn: Callable[[], object], *, min_time: float = 0.05, repeats: int = 5) -> float:
+    """Median seconds per call of ``fn`` over ``repeats`` rounds of at least ``min_time`` each."""
+    fn()
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    calls = max(1, int(min_time / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
+
+
+def geometric_mean(values: list[float]) -> float:
+    return statistics.geometric_mean(values) if values else float("nan")

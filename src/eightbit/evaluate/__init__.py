@@ -1,0 +1,1 @@
+"""Evaluation: task metrics (BLEU, chrF, accuracy), model size, and report writers."""

@@ -1,0 +1,64 @@
+"""Report writers: a Markdown table, JSON and PNG plots, all written atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eightbit.atomic import write_bytes_atomic, write_text_atomic
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; floats get 2 decimals unless already strings."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def bar_chart_png(
+    path: str | os.PathLike[str],
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    ylabel: str,
+    reference: float | None = None,
+    reference_label: str = "FP32",
+) -> Path:
+    """A bar chart (one bar per label) with an optional horizontal reference line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0), dpi=110)
+    bars = ax.bar(range(len(labels)), values, color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
+    if reference is not None:
+        ax.axhline(
+            reference, color="#c44e52", linestyle="--", label=f"{reference_label} {reference:.2f}"
+        )
+        ax.legend(loc="lower right")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return write_bytes_atomic(path, buffer.getvalue())

@@ -1,0 +1,206 @@
+"""Adapter for Marian encoder-decoder translation models (OPUS-MT family, Hugging Face format).
+
+Load -> validate -> calibrate -> translate. Calibration observes encoder and decoder activations
+on the model's own greedy translations (the decoder inputs of real decoding), teacher-forced in
+one pass, with source and target padding masked out of the statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from eightbit.data.batching import pack_by_tokens, restore_order
+from eightbit.errors import EightbitError
+from eightbit.nn import observation_mask
+from eightbit.progress import progress as progress_bar
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(EightbitError):
+    """A checkpoint directory is missing files or does not hold a Marian model."""
+
+
+def load_marian(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
+    """FP32 ``MarianMTModel`` and ``MarianTokenizer`` from a local directory (never a hub)."""
+    from transformers import MarianMTModel, MarianTokenizer
+
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ModelLoadError(f"{directory}: not a directory; expected a Marian checkpoint")
+    missing = [
+        f
+        for f in ("config.json", "source.spm", "target.spm", "vocab.json")
+        if not (directory / f).is_file()
+    ]
+    if missing:
+        raise ModelLoadError(
+            f"{directory}: missing {', '.join(missing)}; expected a Marian "
+            "checkpoint with its tokenizer"
+        )
+    try:
+        tokenizer = MarianTokenizer.from_pretrained(str(directory), local_files_only=True)
+        model = MarianMTModel.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{directory}: cannot load the model ({err})") from None
+    if len(tokenizer) > model.config.vocab_size:
+        raise ModelLoadError(
+            f"{directory}: tokenizer has {len(tokenizer)} tokens, the model "
+            f"only {model.config.vocab_size}; they do not belong together"
+        )
+    return model.eval(), tokenizer
+
+
+def load_translation_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
+    """An FP32 Marian checkpoint or an eightbit INT8 directory, with its tokenizer."""
+    from eightbit.io import METADATA_FILE, load
+
+    directory = Path(path)
+    if not (directory / METADATA_FILE).is_file():
+        return load_marian(directory)
+    from transformers import MarianTokenizer
+
+    model = load(directory)
+    try:
+        tokenizer = MarianTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({err})") from None
+    return model, tokenizer
+
+
+def save_translation_model(
+    model: nn.Module,
+    tokenizer: Any,
+    path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save an INT8 Marian model with its tokenizer, atomically."""
+    from eightbit.io import save
+
+    return save(model, path, extra=extra, write_files=tokenizer.save_pretrained)
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    hit_length_limit: bool  # ran to the limit without emitting end-of-sentence
+
+
+def max_new_tokens_for(source_length: int, max_positions: int) -> int:
+    """Length limit for a batch: generous (2x + 10) but within the model's positions."""
+    return max(1, min(2 * source_length + 10, max_positions - 1))
+
+
+def _encode(tokenizer: Any, sentences: Sequence[str], max_positions: int) -> dict[str, Tensor]:
+    return tokenizer(
+        list(sentences),
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=max_positions,
+    )
+
+
+def _batches(
+    tokenizer: Any, sentences: Sequence[str], batch_tokens: int, max_sentences: int | None
+) -> list[list[int]]:
+    lengths = [len(ids) for ids in tokenizer(list(sentences))["input_ids"]]
+    return pack_by_tokens(lengths, batch_tokens, max_sentences)
+
+
+def generate_batch(
+    model: nn.Module, batch: dict[str, Tensor], beam: int, max_new_tokens: int
+) -> Tensor:
+    """Token ids (batch, 1 + generated) from HF ``generate`` with its KV cache."""
+    return model.generate(
+        **batch,
+        num_beams=beam,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        early_stopping=True if beam > 1 else None,
+    )
+
+
+def translate(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    *,
+    beam: int = 1,
+    batch_tokens: int = 4096,
+    max_sentences: int | None = 64,
+    progress: bool = True,
+) -> list[Translation]:
+    """Translate ``sentences`` (length-sorted, token-packed batches; output in input order)."""
+    max_positions = model.config.max_position_embeddings
+    eos = model.config.eos_token_id
+    batches = _batches(tokenizer, sentences, batch_tokens, max_sentences)
+    outputs = []
+    with torch.inference_mode():
+        for batch in progress_bar(batches, "translating", "batch", progress):
+            enc = _encode(tokenizer, [sentences[i] for i in batch], max_positions)
+            limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
+            ids = generate_batch(model, enc, beam, limit)
+            texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+            hit = [(row != eos).all().item() and len(row) - 1 >= limit for row in ids]
+            outputs.append(
+                [Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)]
+            )
+    return restore_order(batches, outputs)
+
+
+def calibration_batches(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    batch_tokens: int = 2048,
+    progress: bool = True,
+) -> list[dict[str, Tensor]]:
+    """Calibration inputs for encoder and decoder: each source batch with the FP32 model's own
+    greedy translation as decoder input (what the decoder sees in real decoding), and masks.
+
+    Computed once and reused for every calibration method.
+    """
+    config = model.config
+    batches = []
+    with torch.inference_mode():
+        for index in progress_bar(
+            _batches(tokenizer, sentences, batch_tokens, 64),
+            "decoding calibration set",
+            "batch",
+            progress,
+        ):
+            enc = _encode(tokenizer, [sentences[i] for i in index], config.max_position_embeddings)
+            limit = max_new_tokens_for(enc["input_ids"].shape[1], config.max_position_embeddings)
+            decoded = generate_batch(model, enc, beam=1, max_new_tokens=limit)
+            target_mask = _target_mask(decoded, config.eos_token_id)
+            if target_mask.shape == enc["attention_mask"].shape:  # keep the shapes distinct
+                pad = torch.full((decoded.shape[0], 1), config.pad_token_id, dtype=decoded.dtype)
+                decoded = torch.cat([decoded, pad], dim=1)
+                target_mask = torch.cat([target_mask, torch.zeros_like(pad)], dim=1)
+            batches.append(
+                {**enc, "decoder_input_ids": decoded, "decoder_attention_mask": target_mask}
+            )
+    return batches
+
+
+def calibration_run(model: nn.Module, batch: dict[str, Tensor]) -> None:
+    """Observe one batch, teacher-forced, with source and target padding masked out."""
+    with observation_mask(batch["attention_mask"], batch["decoder_attention_mask"]):
+        model(**batch)
+
+
+def _target_mask(decoded: Tensor, eos: int) -> Tensor:
+    """1 for the start token and every token up to and including the first EOS."""
+    is_eos = (decoded == eos).long()
+    is_eos[:, 0] = 0  # the decoder start token may share an id with eos/pad
+    after_eos = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
+    return (~after_eos).long()
