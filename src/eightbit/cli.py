@@ -90,9 +90,11 @@ def _quantize(args: argparse.Namespace) -> int:
         if args.calibration_file:
             sources = [s for s in _read_lines(args.calibration_file) if s]
         else:
-            sources = sample_calibration_sources(
-                load_parallel_corpus("train"), args.calibration_size, args.seed
-            )
+            from eightbit.data.corpus import load_parallel_corpus
+            from eightbit.evaluate.nmt import sample_calibration_sources
+
+            train = load_parallel_corpus("train")
+            sources = sample_calibration_sources(train, args.calibration_size, args.seed)
         if not sources:
             raise UsageError("the calibration set is empty; expected at least one sentence")
         calib = calibration_batches(model, tokenizer, sources, progress=not args.quiet)
