@@ -143,9 +143,9 @@ class HistogramObserver(Observer):
             lo, hi = self.min_val.clone(), self.max_val.clone()
             if self.search is not None:
                 t_lo, t_hi = self.search(self.counts, self.edges())
-                # Never beyond the observed extremes (the range always contains 0).
-                lo = torch.tensor(max(t_lo, min(float(lo), 0.0)), dtype=torch.float32)
-                hi = torch.tensor(min(t_hi, max(float(hi), 0.0)), dtype=torch.float32)
+                # Never beyond the observed extremes; + 0.0 turns -0.0 into 0.0.
+                lo = torch.tensor(max(t_lo, min(float(lo), 0.0)) + 0.0, dtype=torch.float32)
+                hi = torch.tensor(min(t_hi, max(float(hi), 0.0)) + 0.0, dtype=torch.float32)
                 log.debug(
                     "thresholds [%g, %g] of observed [%g, %g]",
                     float(lo),

@@ -4,16 +4,20 @@ A classic alternative to KL calibration (Banner et al. 2019, "Post training 4-bi
 convolutional networks for rapid-deployment", minimize the same quantity analytically; Wu et al.
 2020, arXiv 2004.09602, compare it with max, KL and percentile calibration).
 
-For a candidate range ``[-t_neg, t_pos]`` on a grid of ``steps`` steps the error estimated from
-the histogram is
+The error is estimated from the histogram with values uniform within each bin, and is exact for
+that model. For a candidate range ``[-t_neg, t_pos]`` on a grid of ``steps`` steps the grid
+points are the multiples of ``s = (t_neg + t_pos) / steps`` (0.0 is exact), so
 
-    inside * s**2 / 12  +  sum over clipped values of (|x| - t)**2,     s = (t_neg + t_pos) / steps
+- a value inside the range costs its rounding error ``(x - s * round(x / s))**2``, averaged over
+  its bin in closed form (the integral of the squared sawtooth, :func:`_sawtooth_integral`);
+  this stays right when the step is wider than the whole distribution, where the usual
+  ``s**2 / 12`` noise model overestimates the error of a min/max range many times over;
+- a clipped value costs ``(|x| - t)**2``: a bin ``d`` bins beyond the threshold contributes
+  ``count * width**2 * (d**2 + d + 1/3)``.
 
-the first term being the uniform rounding-noise model for values inside the range, the second
-the clipping error with values uniform within their bin (exact for that model: a bin ``d`` bins
-beyond the threshold contributes ``count * width**2 * (d**2 + d + 1/3)``). Candidates are all the
-bin edges of each side (symmetric: of ``|x|``, with ``s = t / (steps / 2)``); the two-sided search
-evaluates every pair, at most (bins / 2 + 1)**2 entries.
+Candidates are every bin edge of each side (symmetric: of ``|x|``, with ``s = t / (steps / 2)``).
+The two-sided search scores every pair, gathering the inside cost of each side from a table
+indexed by (range in bins, threshold in bins): at most 2 * (bins + 1)**2 float64 entries.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ _F64 = torch.float64
 
 
 def _tail(values: Tensor) -> Tensor:
-    """``out[k] = sum(values[k + 1:])``."""
-    rev = torch.flip(torch.cumsum(torch.flip(values, [0]), 0), [0])
-    return torch.cat([rev[1:], torch.zeros(1, dtype=_F64)])
+    """``out[k] = sum(values[k + 1:])`` along the last dim."""
+    rev = torch.flip(torch.cumsum(torch.flip(values, [-1]), -1), [-1])
+    return torch.cat([rev[..., 1:], torch.zeros_like(rev[..., :1])], -1)
 
 
 def clip_costs(hist: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,28 +51,59 @@ def clip_costs(hist: Tensor) -> tuple[Tensor, Tensor]:
     return outside, cost
 
 
+def _sawtooth_integral(u: Tensor) -> Tensor:
+    """``integral_0^u (v - round(v))**2 dv`` for ``u >= 0``."""
+    y = u + 0.5
+    f = y - torch.floor(y)
+    return torch.floor(y) / 12 + ((f - 0.5) ** 3 + 0.125) / 3 - 1 / 24
+
+
+def rounding_costs(hist: Tensor, bins_per_step: Tensor) -> Tensor:
+    """``out[m, k]``: squared rounding error of the values in the first ``k`` bins (units of
+    ``width**2``) on a grid of step ``width * bins_per_step[m]`` (values uniform within a bin).
+
+    Shape ``(len(bins_per_step), n + 1)``.
+    """
+    step = bins_per_step.to(_F64)[:, None]  # (M, 1), in bins
+    edges = torch.arange(hist.numel() + 1, dtype=_F64)[None, :]  # (1, n + 1)
+    integral = _sawtooth_integral(edges / step) * step**3  # (M, n + 1)
+    per_bin = (integral[:, 1:] - integral[:, :-1]) * hist.to(_F64)  # (M, n)
+    return torch.cat([torch.zeros(step.shape[0], 1, dtype=_F64), torch.cumsum(per_bin, 1)], 1)
+
+
+def _symmetric_bins(magnitude: Tensor, steps: int) -> int:
+    outside, clip = clip_costs(magnitude)
+    k = torch.arange(outside.numel())  # threshold after k bins, (n + 1,)
+    inside = rounding_costs(magnitude, k * (2.0 / steps))  # (n + 1, n + 1)
+    error = inside[k, k] + clip
+    error[0] = torch.inf  # a zero range
+    return int(torch.argmin(error))
+
+
+def _two_sided_bins(negative: Tensor, positive: Tensor, steps: int) -> tuple[int, int]:
+    _, clip_neg = clip_costs(negative)  # (n_neg + 1,)
+    _, clip_pos = clip_costs(positive)  # (n_pos + 1,)
+    k_neg = torch.arange(clip_neg.numel())[:, None]
+    k_pos = torch.arange(clip_pos.numel())[None, :]
+    span = torch.arange(clip_neg.numel() + clip_pos.numel() - 1)  # range width in bins
+    inside_neg = rounding_costs(negative, span / steps)  # (spans, n_neg + 1)
+    inside_pos = rounding_costs(positive, span / steps)  # (spans, n_pos + 1)
+    error = (
+        inside_neg[k_neg + k_pos, k_neg] + inside_pos[k_neg + k_pos, k_pos] + clip_neg[:, None]
+    ) + clip_pos[None, :]  # (n_neg + 1, n_pos + 1)
+    error[0, 0] = torch.inf
+    return divmod(int(torch.argmin(error)), clip_pos.numel())
+
+
 def mse_range(
     counts: Tensor, edges: Tensor, steps: int, symmetric: bool = False
 ) -> tuple[float, float]:
     """Thresholds minimizing the estimated squared quantization error (see module docstring)."""
     split = split_at_zero(counts, edges)
-    total = split.total
-    if total <= 0:
+    if split.total <= 0:
         return 0.0, 0.0
     if symmetric:
-        outside, cost = clip_costs(split.magnitude())
-        k = torch.arange(outside.numel(), dtype=_F64)
-        error = (total - outside) * (k / (steps / 2)) ** 2 / 12 + cost
-        error[0] = torch.inf  # a zero range
-        t = int(torch.argmin(error)) * split.width
+        t = _symmetric_bins(split.magnitude(), steps) * split.width
         return -t, t
-    out_neg, cost_neg = clip_costs(split.negative)  # (n_neg + 1,)
-    out_pos, cost_pos = clip_costs(split.positive)  # (n_pos + 1,)
-    k_neg = torch.arange(out_neg.numel(), dtype=_F64)[:, None]
-    k_pos = torch.arange(out_pos.numel(), dtype=_F64)[None, :]
-    inside = total - out_neg[:, None] - out_pos[None, :]
-    error = inside * ((k_neg + k_pos) / steps) ** 2 / 12 + cost_neg[:, None] + cost_pos[None, :]
-    error[0, 0] = torch.inf
-    best = int(torch.argmin(error))
-    k_lo, k_hi = divmod(best, out_pos.numel())
-    return -k_lo * split.width, k_hi * split.width
+    k_neg, k_pos = _two_sided_bins(split.negative, split.positive, steps)
+    return -k_neg * split.width, k_pos * split.width
