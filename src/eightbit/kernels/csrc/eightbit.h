@@ -1,0 +1,56 @@
+/* eightbit native INT8 kernels: shared declarations.
+ *
+ * Exact u8 x s8 -> int32 GEMM for AVX2 CPUs without VNNI. Activations are widened to int16 with
+ * their zero point subtracted (a - za lies in [-255, 255]) and multiplied with int16 weights by
+ * vpmaddwd, whose int32 pair sums cannot saturate (2 * 255 * 128 < 2^31). See native.py.
+ */
+#ifndef EIGHTBIT_H
+#define EIGHTBIT_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define EB_NR 16 /* output columns per packed weight panel (two ymm of int32) */
+#define EB_MR 6  /* rows per microkernel tile */
+
+/* Epilogue kinds. */
+enum { EB_OUT_I32 = 0, EB_OUT_F32 = 1, EB_OUT_U8 = 2, EB_OUT_S8 = 3 };
+
+/* What to do with a finished int32 tile; all per-column arrays have length n. */
+typedef struct {
+    int kind;
+    void *out;                /* (m, n) row-major, element type given by kind */
+    int64_t n;                /* columns of out (its row stride) */
+    const float *row_scale;   /* F32: per-row scale (m,), or NULL for row_scale_const */
+    float row_scale_const;
+    const float *col_scale;   /* F32: per-column scale (n,) */
+    const float *bias_f;      /* F32: (n,) or NULL */
+    const int32_t *bias_i;    /* requant: (n,) or NULL */
+    const int32_t *m0;        /* requant: fixed-point multipliers (n,) */
+    const int32_t *shift;     /* requant: right shifts (n,), negative = left */
+    int32_t zp, lo, hi;       /* requant: output zero point and clamp bounds */
+} eb_epilogue;
+
+/* How to turn the input rows into zero-point-free int16 pairs. */
+enum { EB_IN_U8 = 0, EB_IN_F32_STATIC = 1, EB_IN_F32_ROW = 2, EB_IN_F32_TENSOR = 3 };
+
+typedef struct {
+    int kind;
+    const void *x;      /* (m, k) uint8 or float32 */
+    int32_t zp;         /* U8 / F32_STATIC: zero point */
+    float scale;        /* F32_STATIC: scale */
+    float *row_scale;   /* F32_ROW/TENSOR: out (m,) scales (may be scratch) */
+    int32_t *row_zp;    /* F32_ROW/TENSOR: out (m,) zero points (may be NULL) */
+} eb_input;
+
+/* quant.c */
+void eb_row_qparams(float lo, float hi, float *scale, int32_t *zp);
+void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int16_t *dst);
+void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
+void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
+
+/* gemm.c */
+void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int16_t *packed, int64_t n,
+             const eb_epilogue *epi, int nthreads);
+
+#endif

@@ -1,0 +1,424 @@
+/* eightbit INT8 GEMM driver and microkernel (AVX2, exact).
+ *
+ * C[m, n] = sum_k A16[m, k] * W[n, k] where A16 = a - zero_point as int16 (prepared once per call
+ * in a thread-local buffer, row stride lda pairs) and W is packed into int16 panels of 16 columns,
+ * k-pairs interleaved: one vpmaddwd multiplies a broadcast (a[2k], a[2k+1]) pair with 8 columns.
+ * The 6x16 microkernel keeps 12 ymm int32 accumulators; finished tiles go straight through the
+ * fused epilogue (int32 store, float scale + bias, or fixed-point requantization).
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eightbit.h"
+
+#define KC2 256 /* k-pairs per K block (16 KiB weight micro-panel) */
+#define MC 72   /* rows per M block */
+#define NCP 16  /* weight panels per N block (256 columns) */
+
+/* ---------------------------------------------------------------- microkernel */
+
+/* acc (mr x 16) = [cin +] A[0:mr, 0:k2 pairs] * B panel; written to cout (96 int32, row-major). */
+#define UKERNEL(MR)                                                                             \
+    static void uk##MR(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b,             \
+                       const int32_t *cin, int32_t *cout) {                                     \
+        __m256i c0[MR], c1[MR];                                                                 \
+        for (int i = 0; i < MR; i++) {                                                          \
+            c0[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * i))                   \
+                        : _mm256_setzero_si256();                                               \
+            c1[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * i + 8))               \
+                        : _mm256_setzero_si256();                                               \
+        }                                                                                       \
+        for (int64_t k = 0; k < k2; k++) {                                                      \
+            __m256i b0 = _mm256_load_si256((const __m256i *)(b + 32 * k));                      \
+            __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32 * k + 16));                 \
+            for (int i = 0; i < MR; i++) {                                                      \
+                __m256i ai = _mm256_set1_epi32(a[i * lda + k]);                                 \
+                c0[i] = _mm256_add_epi32(c0[i], _mm256_madd_epi16(ai, b0));                     \
+                c1[i] = _mm256_add_epi32(c1[i], _mm256_madd_epi16(ai, b1));                     \
+            }                                                                                   \
+        }                                                                                       \
+        for (int i = 0; i < MR; i++) {                                                          \
+            _mm256_storeu_si256((__m256i *)(cout + 16 * i), c0[i]);                             \
+            _mm256_storeu_si256((__m256i *)(cout + 16 * i + 8), c1[i]);                         \
+        }                                                                                       \
+    }
+UKERNEL(1)
+UKERNEL(2)
+UKERNEL(3)
+UKERNEL(4)
+UKERNEL(5)
+
+/* The full 6x16 tile in inline assembly: gcc hoists all six broadcasts of the intrinsic version
+ * and spills accumulators. Per k-pair: 2 weight loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. */
+#define ROW6(ADDR, C0, C1)                       \
+    "vpbroadcastd " ADDR ", %%ymm13\n\t"         \
+    "vpmaddwd %%ymm14, %%ymm13, %%ymm12\n\t"     \
+    "vpmaddwd %%ymm15, %%ymm13, %%ymm13\n\t"     \
+    "vpaddd %%ymm12, %" C0 ", %" C0 "\n\t"        \
+    "vpaddd %%ymm13, %" C1 ", %" C1 "\n\t"
+
+static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b, const int32_t *cin,
+                int32_t *cout) {
+    __m256i c[12];
+    for (int i = 0; i < 12; i++)
+        c[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 8 * i)) : _mm256_setzero_si256();
+    __m256i x0 = c[0], x1 = c[1], x2 = c[2], x3 = c[3], x4 = c[4], x5 = c[5];
+    __m256i x6 = c[6], x7 = c[7], x8 = c[8], x9 = c[9], x10 = c[10], x11 = c[11];
+    const int32_t *a0 = a, *a3 = a + 3 * lda;
+    int64_t ldb = lda * 4;
+    for (int64_t k = 0; k < k2; k++) {
+        __asm__ volatile(
+            "vmovdqa (%[b]), %%ymm14\n\t"
+            "vmovdqa 32(%[b]), %%ymm15\n\t"
+            ROW6("(%[a0])", "0", "1")
+            ROW6("(%[a0],%[ld],1)", "2", "3")
+            ROW6("(%[a0],%[ld],2)", "4", "5")
+            ROW6("(%[a3])", "6", "7")
+            ROW6("(%[a3],%[ld],1)", "8", "9")
+            ROW6("(%[a3],%[ld],2)", "10", "11")
+            : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(x4), "+x"(x5), "+x"(x6), "+x"(x7),
+              "+x"(x8), "+x"(x9), "+x"(x10), "+x"(x11)
+            : [b] "r"(b), [a0] "r"(a0), [a3] "r"(a3), [ld] "r"(ldb)
+            : "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+        a0++;
+        a3++;
+        b += 32;
+    }
+    __m256i *o = (__m256i *)cout;
+    _mm256_storeu_si256(o + 0, x0), _mm256_storeu_si256(o + 1, x1);
+    _mm256_storeu_si256(o + 2, x2), _mm256_storeu_si256(o + 3, x3);
+    _mm256_storeu_si256(o + 4, x4), _mm256_storeu_si256(o + 5, x5);
+    _mm256_storeu_si256(o + 6, x6), _mm256_storeu_si256(o + 7, x7);
+    _mm256_storeu_si256(o + 8, x8), _mm256_storeu_si256(o + 9, x9);
+    _mm256_storeu_si256(o + 10, x10), _mm256_storeu_si256(o + 11, x11);
+}
+
+typedef void (*ukernel_fn)(int64_t, const int32_t *, int64_t, const int16_t *, const int32_t *,
+                           int32_t *);
+static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
+
+/* ---------------------------------------------------------------- epilogues */
+
+/* gemmlowp SaturatingRoundingDoublingHighMul on 8 lanes: floor((x * m + 2^30) / 2^31), which
+ * equals the nudged truncating division for both signs; INT32_MIN * INT32_MIN -> INT32_MAX. */
+static inline __m256i srdhm(__m256i x, __m256i m) {
+    const __m256i half = _mm256_set1_epi64x(1LL << 30);
+    __m256i ev = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), half), 31);
+    __m256i od = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)), half);
+    od = _mm256_slli_epi64(_mm256_srli_epi64(od, 31), 32);
+    __m256i r = _mm256_blend_epi32(ev, od, 0xAA);
+    const __m256i mn = _mm256_set1_epi32(INT32_MIN);
+    __m256i both = _mm256_and_si256(_mm256_cmpeq_epi32(x, mn), _mm256_cmpeq_epi32(m, mn));
+    return _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), both);
+}
+
+/* Requantize 8 accumulators of columns [j, j+8) (all right shifts <= 30, left shifts >= 0). */
+static inline __m256i requant8(__m256i acc, const eb_epilogue *e, const int32_t *left,
+                               const int32_t *right, int64_t j) {
+    __m256i r = acc;
+    if (e->bias_i) r = _mm256_add_epi32(r, _mm256_loadu_si256((const __m256i *)(e->bias_i + j)));
+    __m256i l = _mm256_loadu_si256((const __m256i *)(left + j));
+    __m256i x = _mm256_sllv_epi32(r, l);
+    __m256i ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(x, l), r);
+    __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(r, 31), _mm256_set1_epi32(INT32_MAX));
+    x = _mm256_blendv_epi8(sat, x, ok);
+    __m256i h = srdhm(x, _mm256_loadu_si256((const __m256i *)(e->m0 + j)));
+    __m256i rt = _mm256_loadu_si256((const __m256i *)(right + j));
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), rt),
+                                    _mm256_set1_epi32(1));
+    __m256i rem = _mm256_and_si256(h, mask);
+    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_srai_epi32(h, 31));
+    __m256i q = _mm256_sub_epi32(_mm256_srav_epi32(h, rt), _mm256_cmpgt_epi32(rem, thr));
+    /* clamp(q + zp, lo, hi) == clamp(q, lo - zp, hi - zp) + zp, without overflow */
+    q = _mm256_max_epi32(q, _mm256_set1_epi32(e->lo - e->zp));
+    q = _mm256_min_epi32(q, _mm256_set1_epi32(e->hi - e->zp));
+    return _mm256_add_epi32(q, _mm256_set1_epi32(e->zp));
+}
+
+/* Scalar requantization for any shift in [-31, 62] (used when some right shift exceeds 30). */
+static int32_t requant1(int32_t acc, const eb_epilogue *e, int64_t j) {
+    int64_t r = (int64_t)acc + (e->bias_i ? e->bias_i[j] : 0);
+    r = (int32_t)r; /* int32 wrap-around of acc + bias, as in int32 tensors */
+    int32_t s = e->shift[j];
+    int left = s < 0 ? -s : 0, right = s > 0 ? s : 0;
+    int64_t x = r * ((int64_t)1 << left);
+    x = x > INT32_MAX ? INT32_MAX : (x < INT32_MIN ? INT32_MIN : x);
+    int64_t m = e->m0[j], high;
+    if (x == INT32_MIN && m == INT32_MIN) {
+        high = INT32_MAX;
+    } else {
+        int64_t p = x * m;
+        int64_t t = p + (p >= 0 ? (1LL << 30) : 1 - (1LL << 30));
+        high = t / (1LL << 31);
+    }
+    int64_t mask = ((int64_t)1 << right) - 1;
+    int64_t rem = high & mask, thr = (mask >> 1) + (high < 0);
+    int64_t q = (high >> right) + (rem > thr) + e->zp;
+    return (int32_t)(q < e->lo ? e->lo : (q > e->hi ? e->hi : q));
+}
+
+/* Apply the epilogue to an mr x nr tile at (row, col); c is 6 x 16 int32 row-major. */
+static void epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
+                          int nr, const int32_t *left, const int32_t *right, int vec_requant) {
+    int64_t n = e->n;
+    for (int i = 0; i < mr; i++) {
+        const int32_t *ci = c + 16 * i;
+        int64_t o = (row + i) * n + col;
+        if (e->kind == EB_OUT_I32) {
+            int32_t *out = (int32_t *)e->out + o;
+            if (nr == 16) {
+                _mm256_storeu_si256((__m256i *)out, _mm256_loadu_si256((const __m256i *)ci));
+                _mm256_storeu_si256((__m256i *)(out + 8),
+                                    _mm256_loadu_si256((const __m256i *)(ci + 8)));
+            } else {
+                memcpy(out, ci, (size_t)nr * sizeof(int32_t));
+            }
+        } else if (e->kind == EB_OUT_F32) {
+            float *out = (float *)e->out + o;
+            float tmp[16];
+            float *dst = nr == 16 ? out : tmp;
+            __m256 rs = _mm256_set1_ps(e->row_scale ? e->row_scale[row + i] : e->row_scale_const);
+            for (int h = 0; h < 2; h++) {
+                /* out = float(acc) * (row_scale * col_scale) + bias, rounded after each op */
+                __m256 s = _mm256_mul_ps(rs, _mm256_loadu_ps(e->col_scale + col + 8 * h));
+                __m256 v = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(ci + 8 * h))), s);
+                if (e->bias_f) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias_f + col + 8 * h));
+                _mm256_storeu_ps(dst + 8 * h, v);
+            }
+            if (nr != 16) memcpy(out, tmp, (size_t)nr * sizeof(float));
+        } else {
+            uint8_t *out = (uint8_t *)e->out + o;
+            uint8_t tmp[16];
+            if (vec_requant) {
+                __m256i q0 = requant8(_mm256_loadu_si256((const __m256i *)ci), e, left, right, col);
+                __m256i q1 =
+                    requant8(_mm256_loadu_si256((const __m256i *)(ci + 8)), e, left, right, col + 8);
+                __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+                __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
+                __m128i b = e->kind == EB_OUT_U8 ? _mm_packus_epi16(lo, hi) : _mm_packs_epi16(lo, hi);
+                _mm_storeu_si128((__m128i *)tmp, b);
+            } else {
+                for (int j = 0; j < nr; j++) tmp[j] = (uint8_t)requant1(ci[j], e, col + j);
+            }
+            memcpy(out, tmp, (size_t)nr);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- thread-local scratch */
+
+/* Per-thread buffers that only grow: slot 0 holds the prepared A rows of a call (owned by the
+ * calling thread), slot 1 the K-blocking partial sums of each worker. */
+static __thread void *tls_buf[2] = {NULL, NULL};
+static __thread size_t tls_cap[2] = {0, 0};
+
+static void *scratch(int slot, size_t bytes) {
+    if (bytes > tls_cap[slot]) {
+        free(tls_buf[slot]);
+        tls_cap[slot] = (bytes + 4095) & ~(size_t)4095;
+        tls_buf[slot] = aligned_alloc(64, tls_cap[slot]);
+        if (!tls_buf[slot]) tls_cap[slot] = 0;
+    }
+    return tls_buf[slot];
+}
+
+/* ---------------------------------------------------------------- driver */
+
+typedef struct {
+    const eb_input *in;
+    int64_t m, k, n, k2, lda, panels;
+    int32_t *a16; /* (m, lda) int16 pairs */
+    const int16_t *packed;
+    const eb_epilogue *epi;
+    const int32_t *left, *right; /* padded to panels * 16 */
+    int vec_requant;
+} job;
+
+static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
+    const eb_input *in = jb->in;
+    int64_t k = jb->k;
+    for (int64_t r = r0; r < r1; r++) {
+        int16_t *dst = (int16_t *)(jb->a16 + r * jb->lda);
+        if (in->kind == EB_IN_U8) {
+            eb_widen_row_u8((const uint8_t *)in->x + r * k, k, in->zp, dst);
+        } else {
+            const float *x = (const float *)in->x + r * k;
+            float s = in->scale;
+            int32_t z = in->zp;
+            if (in->kind == EB_IN_F32_ROW) {
+                float lo = 0.0f, hi = 0.0f;
+                if (k > 0) eb_row_minmax(x, k, &lo, &hi);
+                eb_row_qparams(lo, hi, &s, &z);
+                in->row_scale[r] = s;
+                if (in->row_zp) in->row_zp[r] = z;
+            } else if (in->kind == EB_IN_F32_TENSOR) {
+                s = in->row_scale[r];
+                z = in->row_zp[r];
+            }
+            eb_quantize_row_i16(x, k, s, z, dst);
+        }
+    }
+}
+
+/* Rows [m0, m1) x panels [p0, p1) of the output. */
+static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                          int32_t *partial) {
+    int32_t tile[EB_MR * 16] __attribute__((aligned(64)));
+    int64_t k2 = jb->k2, lda = jb->lda;
+    for (int64_t ic = m0; ic < m1; ic += MC) {
+        int64_t ie = ic + MC < m1 ? ic + MC : m1;
+        for (int64_t jc = p0; jc < p1; jc += NCP) {
+            int64_t je = jc + NCP < p1 ? jc + NCP : p1;
+            for (int64_t pc = 0; pc < k2 || pc == 0; pc += KC2) {
+                int64_t kc = k2 - pc < KC2 ? k2 - pc : KC2;
+                int first = pc == 0, last = pc + KC2 >= k2;
+                for (int64_t jr = jc; jr < je; jr++) {
+                    const int16_t *b = jb->packed + (jr * k2 + pc) * 32;
+                    for (int64_t ir = ic; ir < ie; ir += EB_MR) {
+                        int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
+                        int32_t *part =
+                            partial + (((ir - ic) / EB_MR) * NCP + (jr - jc)) * (EB_MR * 16);
+                        UK[mr](kc, jb->a16 + ir * lda + pc, lda, b, first ? NULL : part,
+                               last ? tile : part);
+                        if (last) {
+                            int64_t col = jr * 16;
+                            int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
+                            epilogue_tile(jb->epi, tile, ir, col, mr, nr, jb->left, jb->right,
+                                          jb->vec_requant);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void run_thread(const job *jb, int tid, int nt) {
+    int64_t m = jb->m;
+    /* 1. prepare this thread's share of rows */
+    int64_t r0 = m * tid / nt, r1 = m * (tid + 1) / nt;
+    prepare_rows(jb, r0, r1);
+    if (nt > 1) {
+#pragma omp barrier
+    }
+    /* 2. split M (in whole tiles) when there are enough rows, else split N panels */
+    size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
+    int32_t *partial = jb->k2 > KC2 ? (int32_t *)scratch(1, pbytes) : NULL;
+    int64_t tiles_m = (m + EB_MR - 1) / EB_MR;
+    if (tiles_m >= 4 * nt || jb->panels < 2 * nt) {
+        int64_t t0 = tiles_m * tid / nt, t1 = tiles_m * (tid + 1) / nt;
+        int64_t a = t0 * EB_MR, b = t1 * EB_MR < m ? t1 * EB_MR : m;
+        if (a < b) compute_block(jb, a, b, 0, jb->panels, partial);
+    } else {
+        int64_t q0 = jb->panels * tid / nt, q1 = jb->panels * (tid + 1) / nt;
+        if (q0 < q1) compute_block(jb, 0, m, q0, q1, partial);
+    }
+}
+
+void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int16_t *packed, int64_t n,
+             const eb_epilogue *epi, int nthreads) {
+    if (m <= 0 || n <= 0) return;
+    job jb;
+    jb.in = in;
+    jb.m = m;
+    jb.k = k;
+    jb.n = n;
+    jb.k2 = (k + 1) / 2;
+    jb.lda = (jb.k2 + 15) & ~(int64_t)15; /* 64-byte rows */
+    jb.panels = (n + 15) / 16;
+    jb.packed = packed;
+    jb.epi = epi;
+    jb.vec_requant = 1;
+    int64_t npad = jb.panels * 16;
+    /* one scratch block: A int16 rows, then left/right shift arrays */
+    size_t abytes = (size_t)(m * jb.lda) * sizeof(int32_t);
+    size_t sbytes = (size_t)npad * sizeof(int32_t);
+    char *buf = (char *)scratch(0, abytes + 2 * sbytes + 64);
+    jb.a16 = (int32_t *)buf;
+    int32_t *left = (int32_t *)(buf + abytes), *right = left + npad;
+    jb.left = left;
+    jb.right = right;
+    if (epi->kind == EB_OUT_U8 || epi->kind == EB_OUT_S8) {
+        for (int64_t j = 0; j < npad; j++) {
+            int32_t s = j < n ? epi->shift[j] : 0;
+            left[j] = s < 0 ? -s : 0;
+            right[j] = s > 0 ? s : 0;
+            if (s > 30) jb.vec_requant = 0;
+        }
+    }
+    if (k == 0) memset(buf, 0, abytes);
+    /* small problems are not worth waking a second thread */
+    double work = (double)m * (double)k * (double)n;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    if (work < 65536.0) nt = 1;
+    if (nt == 1) {
+        run_thread(&jb, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    run_thread(&jb, omp_get_thread_num(), omp_get_num_threads());
+}
+
+/* ---------------------------------------------------------------- exported entry points */
+
+/* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
+void eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int16_t *packed,
+                    int64_t n, int32_t *out, int nthreads) {
+    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
+    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+}
+
+/* Static linear, uint8 input: out = float(acc) * out_scale[n] + bias[n]. */
+void eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int16_t *packed,
+                      int64_t n, const float *out_scale, const float *bias, float *out,
+                      int nthreads) {
+    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_epilogue e = {EB_OUT_F32, out, n, NULL, 1.0f, out_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+}
+
+/* Static linear, float input quantized on the fly with (scale, zp): out = float(acc) * fl(scale *
+ * w_scale[n]) + bias[n]. */
+void eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, int64_t k,
+                          const int16_t *packed, int64_t n, const float *w_scale,
+                          const float *bias, float *out, int nthreads) {
+    eb_input in = {EB_IN_F32_STATIC, x, zp, scale, NULL, NULL};
+    eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+}
+
+/* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x. */
+void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
+                           const int16_t *packed, int64_t n, const float *w_scale,
+                           const float *bias, float *out, float *row_scale, int32_t *row_zp,
+                           int nthreads) {
+    eb_input in = {per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, row_scale, row_zp};
+    if (!per_row && m > 0) {
+        float lo = 0.0f, hi = 0.0f;
+        if (k > 0) eb_row_minmax(x, m * k, &lo, &hi);
+        float s;
+        int32_t z;
+        eb_row_qparams(lo, hi, &s, &z);
+        for (int64_t i = 0; i < m; i++) {
+            row_scale[i] = s;
+            row_zp[i] = z;
+        }
+    }
+    eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+}
+
+/* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */
+void eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
+                          const int16_t *packed, int64_t n, const int32_t *bias_i,
+                          const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
+                          int32_t hi, int out_signed, void *out, int nthreads) {
+    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
+                     shift, out_zp, lo, hi};
+    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+}

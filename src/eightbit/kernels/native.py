@@ -1,0 +1,420 @@
+"""Native AVX2 INT8 GEMM: a ctypes wrapper around ``csrc/*.c``, compiled on first use.
+
+Exact u8 x s8 -> int32 arithmetic on AVX2 CPUs without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
+pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
+int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
+weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once into panels of
+16 columns with k-pairs interleaved; a 6x16 register-blocked microkernel (12 ymm accumulators)
+feeds fused epilogues (int32 store, float scale + bias, or gemmlowp fixed-point requantization,
+Jacob et al. 2018), so the output is written once. OpenMP splits M (enough rows) or N (few rows)
+between ``torch.get_num_threads()`` threads; results do not depend on the thread count.
+
+Exactness: the int32 accumulators are exact for ``K <= 66000``; ``quantize_u8`` and the per-row
+parameters of :func:`quantize_u8_per_row` equal :func:`eightbit.core.ops.quantize` and
+:func:`eightbit.core.qparams.qparams_from_range` bit for bit; the requantized outputs equal
+:func:`eightbit.core.fixedpoint.requantize` bit for bit. Float outputs are
+``fl(fl(float(acc) * s) + bias)`` with ``s = fl(row_scale * col_scale)`` (no FMA contraction):
+identical to ``acc.float() * s + bias`` computed in torch with the same ``s``.
+
+The shared library is built with the system C compiler (``$CC`` or ``cc``) into
+``$EIGHTBIT_CACHE_DIR`` (default ``~/.cache/eightbit``) under a name that hashes the sources and
+flags, atomically (temporary file + ``os.replace``, under a file lock).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NativeKernelUnavailable",
+    "PackedWeight",
+    "gemm_u8s8_int32",
+    "is_available",
+    "library_path",
+    "linear_dynamic",
+    "linear_fp32_out",
+    "linear_requant",
+    "linear_static_fp32",
+    "pack_weight",
+    "quantize_u8",
+    "quantize_u8_per_row",
+]
+
+log = logging.getLogger(__name__)
+
+_CSRC = Path(__file__).with_name("csrc")
+_FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
+MAX_K = 66000  # |acc| <= K * 255 * 128 must fit in int32
+
+
+class NativeKernelUnavailable(RuntimeError):
+    """The native kernel cannot run here: no AVX2/FMA, no C compiler, or the build failed."""
+
+
+# ------------------------------------------------------------------------------------ build
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("EIGHTBIT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "eightbit"
+
+
+def _sources() -> list[Path]:
+    return sorted(_CSRC.glob("*.c"))
+
+
+def library_path() -> Path:
+    """Where the shared library for the current sources, compiler and flags lives."""
+    digest = hashlib.sha256()
+    for path in sorted(_CSRC.glob("*.[ch]")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update(" ".join((os.environ.get("CC", "cc"), *_FLAGS)).encode())
+    return _cache_dir() / f"libeightbit_{digest.hexdigest()[:16]}.so"
+
+
+def _build(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same file
+        if target.exists():
+            return
+        fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        cmd = [
+            os.environ.get("CC", "cc"),
+            *_FLAGS,
+            *map(str, _sources()),
+            "-o",
+            tmp,
+            "-lm",
+        ]
+        log.info("building native INT8 kernel: %s", " ".join(cmd))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as err:
+            os.unlink(tmp)
+            raise NativeKernelUnavailable(f"no C compiler ({cmd[0]}): {err}") from err
+        if proc.returncode != 0:
+            os.unlink(tmp)
+            raise NativeKernelUnavailable(
+                f"compiling the native INT8 kernel failed ({' '.join(cmd)}):\n{proc.stderr}"
+            )
+        os.replace(tmp, target)
+
+
+# argument codes: p pointer, l int64, i int32 (C int), f float
+_SIGNATURES: dict[str, str] = {
+    "eb_pack_weight": "pllpp",
+    "eb_quantize_u8": "plfiiip",
+    "eb_quantize_u8_rows": "pllppp",
+    "eb_gemm_u8_i32": "pillplpi",
+    "eb_linear_u8_f32": "pillplpppi",
+    "eb_linear_f32_static": "pfillplpppi",
+    "eb_linear_f32_dynamic": "pillplpppppi",
+    "eb_linear_u8_requant": "pillplpppiiiipi",
+}
+_CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _load() -> ctypes.CDLL:
+    lib = _state.get("lib")
+    if lib is not None:
+        return lib  # type: ignore[return-value]
+    with _lock:
+        if "error" in _state:
+            raise NativeKernelUnavailable(str(_state["error"]))
+        if "lib" not in _state:
+            try:
+                _state["lib"] = _open()
+            except NativeKernelUnavailable as err:
+                _state["error"] = err
+                raise
+    return _state["lib"]  # type: ignore[return-value]
+
+
+def _open() -> ctypes.CDLL:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        raise NativeKernelUnavailable(f"needs an x86-64 CPU, this is {platform.machine()}")
+    missing = {"avx2", "fma"} - _cpu_flags()
+    if missing:
+        raise NativeKernelUnavailable(f"CPU lacks {', '.join(sorted(missing))} (/proc/cpuinfo)")
+    path = library_path()
+    if not path.exists():
+        _build(path)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as err:
+        raise NativeKernelUnavailable(f"cannot load {path}: {err}") from err
+    for name, codes in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes = [_CTYPES[c] for c in codes]
+        fn.restype = None
+    return lib
+
+
+def is_available() -> bool:
+    """True when the kernel is built (building it now if needed) and this CPU can run it."""
+    try:
+        _load()
+    except NativeKernelUnavailable as err:
+        log.warning("native INT8 kernel unavailable: %s", err)
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def _check(t: Tensor, name: str, dtype: torch.dtype, ndim: int) -> None:
+    if not isinstance(t, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != dtype or t.dim() != ndim or t.device.type != "cpu":
+        raise ValueError(
+            f"{name} must be a {ndim}-d {dtype} CPU tensor, got {t.dim()}-d {t.dtype} on {t.device}"
+        )
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+
+
+def _check_vec(t: Tensor | None, name: str, dtype: torch.dtype, n: int) -> int | None:
+    if t is None:
+        return None
+    _check(t, name, dtype, 1)
+    if t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
+    return t.data_ptr()
+
+
+def _check_zp(zp: int, name: str = "zero point") -> int:
+    if not 0 <= int(zp) <= 255:
+        raise ValueError(f"{name} must be in [0, 255] for uint8 activations, got {zp}")
+    return int(zp)
+
+
+# ------------------------------------------------------------------------------------ API
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """int8 weights (N, K) packed for the native kernel.
+
+    ``data``: int16 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded); ``colsum``: (N,)
+    int32 column sums ``sum_k w[n, k]`` (for zero-point corrections elsewhere).
+    """
+
+    data: Tensor
+    colsum: Tensor
+    n: int
+    k: int
+
+
+def pack_weight(w: Tensor) -> PackedWeight:
+    """Pack int8 weights ``w`` (N, K) once; any int8 values are exact (-128 included)."""
+    _check(w, "weight", torch.int8, 2)
+    n, k = w.shape
+    if k > MAX_K:
+        raise ValueError(f"in_features {k} > {MAX_K}: int32 accumulators could overflow")
+    data = torch.empty(((n + 15) // 16) * ((k + 1) // 2) * 32 + 32, dtype=torch.int16)
+    # 64-byte alignment of the panels: offset into the (over-allocated) buffer
+    offset = (-data.data_ptr() % 64) // 2
+    data = data[offset : offset + ((n + 15) // 16) * ((k + 1) // 2) * 32]
+    colsum = torch.empty(n, dtype=torch.int32)
+    _load().eb_pack_weight(w.data_ptr(), n, k, data.data_ptr(), colsum.data_ptr())
+    return PackedWeight(data, colsum, n, k)
+
+
+def _check_input(a: Tensor, name: str, dtype: torch.dtype, packed: PackedWeight) -> int:
+    _check(a, name, dtype, 2)
+    if not isinstance(packed, PackedWeight):
+        raise ValueError(f"packed must be a PackedWeight, got {type(packed).__name__}")
+    if a.shape[1] != packed.k:
+        raise ValueError(f"{name} has {a.shape[1]} columns, the weight expects K={packed.k}")
+    return a.shape[0]
+
+
+def gemm_u8s8_int32(a: Tensor, packed: PackedWeight, za: int = 0) -> Tensor:
+    """int32 (M, N): ``sum_k (a[m, k] - za) * w[n, k]``; ``za=0`` gives the raw product."""
+    m = _check_input(a, "a", torch.uint8, packed)
+    out = torch.empty(m, packed.n, dtype=torch.int32)
+    _load().eb_gemm_u8_i32(
+        a.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), packed.n,
+        out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def linear_fp32_out(
+    a_q: Tensor, za: int, packed: PackedWeight, out_scale: Tensor, bias: Tensor | None = None
+) -> Tensor:
+    """float32 (M, N): ``fl(fl(float(acc) * out_scale[n]) + bias[n])``.
+
+    ``acc = sum_k (a_q - za) * w`` exactly; ``out_scale = a_scale * w_scale`` (N,) float32.
+    """
+    m = _check_input(a_q, "a_q", torch.uint8, packed)
+    n = packed.n
+    s = _check_vec(out_scale, "out_scale", torch.float32, n)
+    b = _check_vec(bias, "bias", torch.float32, n)
+    out = torch.empty(m, n, dtype=torch.float32)
+    _load().eb_linear_u8_f32(
+        a_q.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), n, s, b,
+        out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def linear_static_fp32(
+    x: Tensor,
+    scale: float,
+    zp: int,
+    packed: PackedWeight,
+    w_scale: Tensor,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """Fused static linear, float32 in and out: quantize ``x`` (M, K) with ``(scale, zp)`` as
+    :func:`quantize_u8` does, INT8 GEMM, then ``fl(fl(float(acc) * fl(scale * w_scale[n])) +
+    bias[n])``. The uint8 activations are never written to memory."""
+    m = _check_input(x, "x", torch.float32, packed)
+    n = packed.n
+    ws = _check_vec(w_scale, "w_scale", torch.float32, n)
+    b = _check_vec(bias, "bias", torch.float32, n)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    out = torch.empty(m, n, dtype=torch.float32)
+    _load().eb_linear_f32_static(
+        x.data_ptr(), scale, _check_zp(zp), m, packed.k, packed.data.data_ptr(), n, ws, b,
+        out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def linear_requant(
+    a_q: Tensor,
+    za: int,
+    packed: PackedWeight,
+    bias_i32: Tensor | None,
+    m0: Tensor,
+    shift: Tensor,
+    out_zp: int,
+    lo: int,
+    hi: int,
+    out_dtype: torch.dtype = torch.uint8,
+) -> Tensor:
+    """INT8 in, INT8 out: ``clamp(out_zp + M[n] * (acc + bias_i32[n]), lo, hi)``.
+
+    ``M = m0 * 2^-31 * 2^-shift`` applied with gemmlowp's saturating rounding doubling high
+    multiply and rounding right shift, bit-exact with
+    :func:`eightbit.core.fixedpoint.requantize`. ``shift`` must lie in [-31, 62].
+    """
+    m = _check_input(a_q, "a_q", torch.uint8, packed)
+    n = packed.n
+    b = _check_vec(bias_i32, "bias_i32", torch.int32, n)
+    mp = _check_vec(m0, "m0", torch.int32, n)
+    sp = _check_vec(shift, "shift", torch.int32, n)
+    if n and (int(shift.min()) < -31 or int(shift.max()) > 62):
+        raise ValueError("shift must be in [-31, 62]")
+    if out_dtype == torch.uint8:
+        qmin, qmax, signed = 0, 255, 0
+    elif out_dtype == torch.int8:
+        qmin, qmax, signed = -128, 127, 1
+    else:
+        raise ValueError(f"out_dtype must be torch.uint8 or torch.int8, got {out_dtype}")
+    if not qmin <= out_zp <= qmax or not qmin <= lo <= hi <= qmax:
+        raise ValueError(
+            f"need {qmin} <= lo <= hi <= {qmax} and out_zp in range, got lo={lo} hi={hi} "
+            f"out_zp={out_zp}"
+        )
+    out = torch.empty(m, n, dtype=out_dtype)
+    _load().eb_linear_u8_requant(
+        a_q.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), n, b, mp, sp,
+        out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255) -> Tensor:
+    """uint8 ``clamp(round_half_even(x / scale) + zp, qmin, qmax)`` (float32 division), any
+    shape; bit-exact with :func:`eightbit.core.ops.quantize`. NaN maps to ``qmin``."""
+    if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError("x must be a float32 CPU tensor")
+    if not x.is_contiguous():
+        raise ValueError("x must be contiguous")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 <= qmin <= qmax <= 255:
+        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    _load().eb_quantize_u8(
+        x.data_ptr(), x.numel(), scale, _check_zp(zp), qmin, qmax, out.data_ptr()
+    )
+    return out
+
+
+def quantize_u8_per_row(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Dynamic per-row quantization of float32 ``x`` (M, K).
+
+    Each row's range ``[min(row.min(), 0), max(row.max(), 0)]`` gives the parameters of
+    :func:`eightbit.core.qparams.qparams_from_range` (scale in float64, clamped to float32 eps,
+    cast to float32; zero point from the float64 scale). Returns ``(uint8 (M, K), scale (M,)
+    float32, zero_point (M,) int32)``.
+    """
+    _check(x, "x", torch.float32, 2)
+    m, k = x.shape
+    q = torch.empty(m, k, dtype=torch.uint8)
+    scale = torch.empty(m, dtype=torch.float32)
+    zp = torch.empty(m, dtype=torch.int32)
+    _load().eb_quantize_u8_rows(x.data_ptr(), m, k, q.data_ptr(), scale.data_ptr(), zp.data_ptr())
+    return q, scale, zp
+
+
+def linear_dynamic(
+    x: Tensor,
+    packed: PackedWeight,
+    w_scale: Tensor,
+    bias: Tensor | None = None,
+    per_row: bool = True,
+) -> Tensor:
+    """Fused dynamic linear, float32 (M, K) -> float32 (M, N).
+
+    Activation parameters are measured on ``x`` per row (``per_row``, as
+    :func:`quantize_u8_per_row`) or per tensor, then
+    ``out = fl(fl(float(acc) * fl(a_scale[m] * w_scale[n])) + bias[n])``.
+    """
+    m = _check_input(x, "x", torch.float32, packed)
+    n = packed.n
+    ws = _check_vec(w_scale, "w_scale", torch.float32, n)
+    b = _check_vec(bias, "bias", torch.float32, n)
+    out = torch.empty(m, n, dtype=torch.float32)
+    row = torch.empty(2 * m, dtype=torch.int32)  # scales (as float32 bits) and zero points
+    _load().eb_linear_f32_dynamic(
+        x.data_ptr(), int(per_row), m, packed.k, packed.data.data_ptr(), n, ws, b,
+        out.data_ptr(), row.data_ptr(), row.data_ptr() + 4 * m, torch.get_num_threads(),
+    )  # fmt: skip
+    return out

@@ -1,0 +1,276 @@
+"""Native AVX2 INT8 kernel against plain torch int64 / float32 references, bit for bit."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from eightbit.core.fixedpoint import (
+    FixedPointMultiplier,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    requantize,
+)
+from eightbit.core.ops import quantize
+from eightbit.core.qparams import QParams, qparams_from_range
+from eightbit.kernels import native
+
+pytestmark = pytest.mark.skipif(not native.is_available(), reason="native kernel unavailable")
+
+
+def rand_u8(m: int, k: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 256, (m, k), generator=g, dtype=torch.uint8)
+
+
+def rand_w(n: int, k: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+
+
+def ref_acc(a: torch.Tensor, w: torch.Tensor, za: int | torch.Tensor = 0) -> torch.Tensor:
+    """Exact int64 ``sum_k (a - za) * w``; ``za`` scalar or per-row (M,)."""
+    za_col = za.long().unsqueeze(1) if isinstance(za, torch.Tensor) else za
+    return (a.long() - za_col) @ w.long().T
+
+
+# ---------------------------------------------------------------------------- int32 GEMM
+
+GRID = list(itertools.product((0, 1, 3, 8, 33), (1, 7, 64, 100, 513), (1, 5, 16, 17, 300)))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), GRID)
+def test_gemm_int32_exact(m, k, n):
+    g = torch.Generator().manual_seed(m * 10007 + k * 101 + n)
+    a, w = rand_u8(m, k, g), rand_w(n, k, g)
+    packed = native.pack_weight(w)
+    assert torch.equal(packed.colsum, w.long().sum(1).int())
+    got = native.gemm_u8s8_int32(a, packed)
+    assert got.dtype == torch.int32 and got.shape == (m, n)
+    assert torch.equal(got.long(), ref_acc(a, w))
+    assert torch.equal(native.gemm_u8s8_int32(a, packed, za=131).long(), ref_acc(a, w, 131))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(150, 1100, 600), (7, 2048, 530), (200, 64, 40)])
+def test_gemm_int32_exact_blocked(m, k, n):
+    """Several M, N and K blocks, both thread splits."""
+    g = torch.Generator().manual_seed(k)
+    a, w = rand_u8(m, k, g), rand_w(n, k, g)
+    got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=77)
+    assert torch.equal(got.long(), ref_acc(a, w, 77))
+
+
+@pytest.mark.parametrize(
+    ("a_val", "za", "w_val"),
+    [(255, 0, 127), (255, 0, -127), (0, 255, -128), (255, 0, -128), (0, 255, 127)],
+)
+def test_no_saturation_at_extremes(a_val, za, w_val):
+    """255 * 127 * 2 overflows int16 pairs (vpmaddubsw would saturate); we must stay exact."""
+    m, k, n = 9, 4096, 20
+    a = torch.full((m, k), a_val, dtype=torch.uint8)
+    w = torch.full((n, k), w_val, dtype=torch.int8)
+    got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=za)
+    assert torch.equal(got.long(), torch.full((m, n), (a_val - za) * w_val * k))
+
+
+def test_thread_count_does_not_change_results():
+    g = torch.Generator().manual_seed(3)
+    a, w = rand_u8(100, 777, g), rand_w(333, 777, g)
+    packed = native.pack_weight(w)
+    scale, bias = torch.rand(333, generator=g), torch.randn(333, generator=g)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(
+                (
+                    native.gemm_u8s8_int32(a, packed, 5),
+                    native.linear_fp32_out(a, 5, packed, scale, bias),
+                )
+            )
+    finally:
+        torch.set_num_threads(before)
+    for i32, f32 in outs[1:]:
+        assert torch.equal(i32, outs[0][0]) and torch.equal(f32, outs[0][1])
+
+
+# ---------------------------------------------------------------------------- fp32 epilogue
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 5, 3), (1, 512, 512), (33, 100, 17), (70, 513, 300)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_fp32_out_equals_float_epilogue(m, k, n, with_bias):
+    """Bound: none. ``fl(fl(float(acc) * s) + b)`` is exactly what torch computes unfused."""
+    g = torch.Generator().manual_seed(m + k + n)
+    a, w = rand_u8(m, k, g), rand_w(n, k, g)
+    scale = torch.rand(n, generator=g) * 1e-3
+    bias = torch.randn(n, generator=g) if with_bias else None
+    got = native.linear_fp32_out(a, 128, native.pack_weight(w), scale, bias)
+    want = ref_acc(a, w, 128).float() * scale
+    if bias is not None:
+        want = want + bias
+    assert torch.equal(got, want)
+
+
+def test_linear_static_fp32_fuses_quantize():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(37, 300, generator=g) * 3
+    w = rand_w(50, 300, g)
+    packed, ws, b = native.pack_weight(w), torch.rand(50, generator=g) * 0.01, torch.randn(50)
+    scale, zp = 0.031, 120
+    got = native.linear_static_fp32(x, scale, zp, packed, ws, b)
+    x_q = native.quantize_u8(x, scale, zp)
+    out_scale = torch.tensor(scale, dtype=torch.float32) * ws
+    assert torch.equal(got, native.linear_fp32_out(x_q, zp, packed, out_scale, b))
+
+
+# ---------------------------------------------------------------------------- requantization
+
+
+def requant_reference(acc, bias, m0, shift, zp, lo, hi, dtype):
+    r = (acc.long() + bias.long()).int()
+    scaled = multiply_by_quantized_multiplier(r, FixedPointMultiplier(m0, shift))
+    return torch.clamp(scaled.long() + zp, lo, hi).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8])
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 3, 4), (1, 7, 1), (8, 64, 17), (33, 513, 300)])
+def test_requant_matches_fixedpoint(m, k, n, dtype):
+    g = torch.Generator().manual_seed(m * 7 + n)
+    a, w = rand_u8(m, k, g), rand_w(n, k, g)
+    bias = torch.randint(-(2**20), 2**20, (n,), generator=g, dtype=torch.int32)
+    real = torch.rand(n, generator=g, dtype=torch.float64) * 10.0 ** torch.randint(
+        -6, 1, (n,), generator=g
+    )
+    real[: n // 3] *= 300.0  # some M >= 1: left shifts, saturation
+    fpm = quantize_multiplier(real)
+    zp, lo, hi = (3, 0, 255) if dtype == torch.uint8 else (-5, -128, 127)
+    got = native.linear_requant(
+        a, 100, native.pack_weight(w), bias, fpm.multiplier, fpm.shift, zp, lo, hi, dtype
+    )
+    want = requant_reference(ref_acc(a, w, 100), bias, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
+    assert got.dtype == dtype and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("big_shift", [False, True])
+def test_requant_edge_multipliers(big_shift):
+    """Any int32 multiplier (INT32_MIN included), shifts -31..62, huge biases."""
+    g = torch.Generator().manual_seed(int(big_shift))
+    m, k, n = 13, 40, 64
+    a, w = rand_u8(m, k, g), rand_w(n, k, g)
+    m0 = torch.randint(-(2**31), 2**31, (n,), generator=g, dtype=torch.int64).int()
+    m0[:4] = torch.tensor([-(2**31), 2**31 - 1, 0, 2**30], dtype=torch.int32)
+    hi_shift = 62 if big_shift else 30
+    shift = torch.randint(-31, hi_shift + 1, (n,), generator=g, dtype=torch.int32)
+    shift[:3] = torch.tensor([-31, 0, hi_shift], dtype=torch.int32)
+    bias = torch.randint(-(2**31), 2**31, (n,), generator=g, dtype=torch.int64).int()
+    got = native.linear_requant(
+        a, 0, native.pack_weight(w), bias, m0, shift, 0, -128, 127, torch.int8
+    )
+    want = requant_reference(ref_acc(a, w), bias, m0, shift, 0, -128, 127, torch.int8)
+    assert torch.equal(got, want)
+
+
+def test_requant_equals_core_requantize_with_relu():
+    g = torch.Generator().manual_seed(5)
+    a, w = rand_u8(20, 96, g), rand_w(48, 96, g)
+    out_qp = qparams_from_range(-1.0, 2.0)
+    fpm = quantize_multiplier(torch.full((48,), 0.0007, dtype=torch.float64))
+    acc = ref_acc(a, w, 90).int()
+    want = requantize(acc, fpm, out_qp, "relu")
+    zp = int(out_qp.zero_point)
+    got = native.linear_requant(
+        a, 90, native.pack_weight(w), None, fpm.multiplier, fpm.shift, zp, zp, 255, torch.uint8
+    )
+    assert torch.equal(got, want)
+
+
+# ---------------------------------------------------------------------------- quantization
+
+
+def test_quantize_u8_bit_exact_with_core():
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor(0.0173, dtype=torch.float32)
+    x = torch.randn(7, 1001, generator=g) * 2
+    x[0, :50] = (torch.arange(50) - 25.5) * scale  # near-ties around the half-way points
+    x[1, :4] = torch.tensor([float("inf"), -float("inf"), 1e30, -1e30])
+    for zp in (0, 97, 255):
+        qp = QParams(scale, torch.tensor(zp, dtype=torch.int32), torch.uint8, 0, 255)
+        assert torch.equal(native.quantize_u8(x, float(scale), zp), quantize(x, qp))
+    qp7 = QParams(scale, torch.tensor(60, dtype=torch.int32), torch.uint8, 0, 127)
+    assert torch.equal(native.quantize_u8(x, float(scale), 60, 0, 127), quantize(x, qp7))
+
+
+def per_row_rows() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 203, generator=g)
+    x[1] = 0.0
+    x[2] = 5.0  # constant positive row
+    x[3] = -torch.rand(203, generator=g)  # all negative
+    x[4] *= 1e-9  # range below float32 eps / 255: clamped scale
+    x[5] *= 1e4
+    x[6] = torch.rand(203, generator=g)  # zero point 0
+    return x
+
+
+def test_quantize_u8_per_row_matches_qparams_from_range():
+    x = per_row_rows()
+    q, scale, zp = native.quantize_u8_per_row(x)
+    for r in range(x.shape[0]):
+        qp = qparams_from_range(x[r].min(), x[r].max())
+        assert scale[r].item() == qp.scale.item() and zp[r].item() == qp.zero_point.item()
+        assert torch.equal(q[r], quantize(x[r], qp))
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 4, 4), (1, 203, 30), (9, 203, 300)])
+def test_linear_dynamic_matches_composition(per_row, m, k, n):
+    x = per_row_rows()[:m, :k].contiguous() if k == 203 else torch.randn(m, k)
+    g = torch.Generator().manual_seed(n)
+    w = rand_w(n, k, g)
+    ws, b = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)
+    got = native.linear_dynamic(x, native.pack_weight(w), ws, b, per_row=per_row)
+    if per_row:
+        q, s, z = native.quantize_u8_per_row(x)
+    else:
+        qp = qparams_from_range(x.min() if m else 0.0, x.max() if m else 0.0)
+        q = quantize(x, qp)
+        s, z = qp.scale.expand(m), qp.zero_point.expand(m)
+    want = ref_acc(q, w, z).float() * (s.unsqueeze(1) * ws) + b
+    assert torch.equal(got, want)
+
+
+# ---------------------------------------------------------------------------- errors, build
+
+
+def test_wrapper_rejects_bad_inputs():
+    packed = native.pack_weight(torch.zeros(4, 6, dtype=torch.int8))
+    a = torch.zeros(2, 6, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        native.gemm_u8s8_int32(a.float(), packed)
+    with pytest.raises(ValueError, match="K=6"):
+        native.gemm_u8s8_int32(torch.zeros(2, 5, dtype=torch.uint8), packed)
+    with pytest.raises(ValueError, match="contiguous"):
+        native.gemm_u8s8_int32(torch.zeros(6, 2, dtype=torch.uint8).T, packed)
+    with pytest.raises(ValueError, match="zero point"):
+        native.gemm_u8s8_int32(a, packed, za=256)
+    with pytest.raises(ValueError, match=r"out_scale must have shape \(4,\)"):
+        native.linear_fp32_out(a, 0, packed, torch.ones(3), None)
+    ones = torch.ones(4, dtype=torch.int32)
+    with pytest.raises(ValueError, match="shift"):
+        native.linear_requant(a, 0, packed, None, ones, ones * 63, 0, 0, 255)
+    with pytest.raises(ValueError, match="out_dtype"):
+        native.linear_requant(a, 0, packed, None, ones, ones, 0, 0, 255, torch.int32)
+    with pytest.raises(ValueError, match="int8"):
+        native.pack_weight(torch.zeros(4, 6, dtype=torch.uint8))
+
+
+def test_build_failure_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("EIGHTBIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    target = native.library_path()
+    assert target.parent == tmp_path
+    with pytest.raises(native.NativeKernelUnavailable, match="failed"):
+        native._build(target)
+    assert not target.exists() and not list(tmp_path.glob("*.tmp"))
