@@ -27,9 +27,12 @@ Modes (``steps`` = quantization steps of the grid, 255 for uint8):
 - ``kl-independent``: search the negative side and the positive side separately; the two sides
   share the ``steps`` levels in proportion to their thresholds, as an affine grid does
   (``levels_pos = round(steps * t_pos / (t_pos - t_neg))``, at least 1 per non-empty side). The
-  shares start from the observed extents and are re-derived from the found thresholds until
-  they stop changing (at most :data:`INDEPENDENT_ROUNDS` rounds; deterministic). A side without
-  values gets threshold 0 and the other side all ``steps`` levels (e.g. after a ReLU).
+  share starts from the observed extents and is re-derived from the found thresholds until it
+  repeats (at most :data:`INDEPENDENT_ROUNDS` rounds). KL thresholds jump with the number of
+  levels, so this can cycle instead of converging; the result is then the tried share with the
+  least divergence of the whole histogram (each side's KL weighted by its share of the values).
+  A fixed point, when reached, always wins. Deterministic. A side without values gets threshold
+  0 and the other side all ``steps`` levels (e.g. after a ReLU).
 - ``kl-conjugate``: search each side with ``steps // 2`` levels (the share of one side of a
   symmetric grid), then use ``t = max(|t_neg|, t_pos)`` symmetrically.
 """
@@ -41,7 +44,7 @@ from torch import Tensor
 
 from eightbit.calibration.sides import SplitHistogram, split_at_zero
 
-INDEPENDENT_ROUNDS = 4
+INDEPENDENT_ROUNDS = 8
 
 _F64 = torch.float64
 
@@ -86,12 +89,19 @@ def kl_divergences(hist: Tensor, levels: int) -> Tensor:
     return torch.where(q_total > 0, kl, torch.inf)
 
 
-def kl_threshold_bins(hist: Tensor, levels: int) -> int:
-    """Number of bins (from 0) kept by the least-divergence threshold of a one-sided ``hist``."""
+def kl_search(hist: Tensor, levels: int) -> tuple[int, float]:
+    """Least-divergence threshold of a one-sided ``hist``: ``(bins kept from 0, KL there)``."""
     n = hist.numel()
     if n <= levels:
-        return n  # the grid is already finer than the histogram: nothing to clip
-    return levels + int(torch.argmin(kl_divergences(hist, levels)))
+        return n, 0.0  # the grid is already finer than the histogram: nothing to clip
+    divergences = kl_divergences(hist, levels)
+    best = int(torch.argmin(divergences))
+    return levels + best, float(divergences[best])
+
+
+def kl_threshold_bins(hist: Tensor, levels: int) -> int:
+    """Number of bins (from 0) kept by the least-divergence threshold of a one-sided ``hist``."""
+    return kl_search(hist, levels)[0]
 
 
 def kl_symmetric_range(counts: Tensor, edges: Tensor, steps: int) -> tuple[float, float]:
@@ -119,14 +129,17 @@ def _independent_bins(split: SplitHistogram, steps: int) -> tuple[int, int]:
     neg, pos = split.negative, split.positive
     if neg.numel() == 0 or pos.numel() == 0:  # one-sided data: all levels to the other side
         return kl_threshold_bins(neg, steps), kl_threshold_bins(pos, steps)
+    weight_neg = float(neg.sum()) / split.total
+    tried: dict[int, tuple[bool, float, int, int]] = {}  # share -> (inconsistent, KL, t_neg, t_pos)
     share = _positive_share(steps, neg.numel(), pos.numel())
-    for _ in range(INDEPENDENT_ROUNDS):
-        t_neg = kl_threshold_bins(neg, steps - share)
-        t_pos = kl_threshold_bins(pos, share)
-        updated = _positive_share(steps, t_neg, t_pos)
-        if updated == share:
-            break
-        share = updated
+    while share not in tried and len(tried) < INDEPENDENT_ROUNDS:
+        t_neg, kl_neg = kl_search(neg, steps - share)
+        t_pos, kl_pos = kl_search(pos, share)
+        derived = _positive_share(steps, t_neg, t_pos)
+        divergence = weight_neg * kl_neg + (1.0 - weight_neg) * kl_pos
+        tried[share] = (derived != share, divergence, t_neg, t_pos)
+        share = derived
+    _, _, t_neg, t_pos = min(tried.values())  # a fixed point, else the least divergence
     return t_neg, t_pos
 
 
