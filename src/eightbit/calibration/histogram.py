@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -156,6 +157,6 @@ class HistogramObserver(Observer):
             self._cached = (lo, hi)
         return self._cached
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._cached = None
         super()._load_from_state_dict(*args, **kwargs)

@@ -31,7 +31,7 @@ class MinMaxObserver(Observer):
         self.max_val = torch.maximum(self.max_val, hi)
 
     def _range(self) -> tuple[Tensor, Tensor]:
-        if self.min_val.numel() == 0 or not bool(torch.all(self.min_val <= self.max_val)):
+        if not bool(torch.all(self.min_val <= self.max_val)):
             raise self._no_data()
         return self.min_val.clone(), self.max_val.clone()
 
