@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eightbit.core import dequantize, qparams_from_range, quantize
-from eightbit.kernels import KernelError, QuantizedWeight, embedding_gather, prepare_linear
+from eightbit.kernels import KernelError, QuantizedWeight, embedding_gather, native, prepare_linear
 from eightbit.kernels.reference import zero_point_corrected
 
 
@@ -97,3 +97,40 @@ def test_embedding_gather_dequantizes_rows():
     got = embedding_gather(w, s, ids)
     assert got.shape == (2, 2, 4)
     torch.testing.assert_close(got[0, 1], w[9].float() * s[9])
+
+
+avx2_only = pytest.mark.skipif(not native.is_available(), reason="no AVX2 on this CPU")
+
+
+@avx2_only
+@given(shape=shapes, seed=st.integers(0, 2**16), per_tensor=st.booleans())
+def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    if per_tensor:
+        layer = QuantizedWeight(layer.weight, layer.scale[:1].expand(n).contiguous(), layer.bias)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g) * 3
+    in_qp = qparams_from_range(-2.5, 3.5)
+    out_qp = qparams_from_range(-6.0, 4.0)
+    ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
+    assert torch.equal(fast.linear_fp32(x, in_qp), ref.linear_fp32(x, in_qp))
+    x_q = quantize(x, in_qp)
+    for activation in ("none", "relu"):
+        assert torch.equal(
+            fast.linear_requant(x_q, in_qp, out_qp, activation),
+            ref.linear_requant(x_q, in_qp, out_qp, activation),
+        )
+    for per_token in (False, True):
+        assert torch.equal(fast.linear_dynamic(x, per_token), ref.linear_dynamic(x, per_token))
+
+
+@avx2_only
+def test_avx2_full_range_extremes_do_not_saturate():
+    """The case fbgemm gets wrong on AVX2: 255 * 127 summed over a long row."""
+    k = 4096
+    layer = QuantizedWeight(torch.full((8, k), 127, dtype=torch.int8), torch.ones(8))
+    qp = qparams_from_range(0.0, 255.0)  # scale 1, zero point 0
+    x = torch.full((3, k), 255.0)
+    out = prepare_linear(layer, "avx2").linear_fp32(x, qp)
+    assert torch.equal(out, torch.full((3, 8), 255.0 * 127 * k))

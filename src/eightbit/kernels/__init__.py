@@ -5,7 +5,7 @@ ops, 7-bit activations) and ``avx2`` (our native kernel, exact 8-bit, the defaul
 This package is the only place that calls low-level INT8 operations.
 """
 
-from eightbit.kernels import fbgemm, reference  # noqa: F401  (registers the backends)
+from eightbit.kernels import avx2, fbgemm, reference  # noqa: F401  (registers the backends)
 from eightbit.kernels.base import (
     KernelError,
     PreparedLinear,

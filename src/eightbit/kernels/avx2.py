@@ -1,0 +1,84 @@
+"""Native AVX2 backend: our exact u8 x s8 -> int32 GEMM (:mod:`eightbit.kernels.native`).
+
+Exact for full 8-bit activations (int16 ``vpmaddwd`` products, no saturation), fused epilogues,
+integer requantization bit-identical to the reference.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from eightbit.core.fixedpoint import Activation, activation_bounds, quantize_multiplier
+from eightbit.core.qparams import QParams
+from eightbit.kernels import native
+from eightbit.kernels.base import (
+    PreparedLinear,
+    QuantizedWeight,
+    bias_to_int32,
+    check_input_qparams,
+    register_availability,
+    register_backend,
+)
+
+register_availability("avx2", native.is_available)
+
+
+@register_backend("avx2")
+class Avx2Linear(PreparedLinear):
+    """Static (fp32 or requantized output) and dynamic INT8 linear on packed weights."""
+
+    def __init__(self, qweight: QuantizedWeight) -> None:
+        super().__init__(qweight)
+        self._packed = native.pack_weight(qweight.weight)
+        self._requant_cache: dict[tuple[float, float], tuple[Tensor, Tensor, Tensor]] = {}
+
+    def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
+        check_input_qparams(input_qp)
+        w = self.qweight
+        scale, zero_point = float(input_qp.scale), int(input_qp.zero_point)
+        if (input_qp.qmin, input_qp.qmax) == (0, 255):  # fused: uint8 never touches memory
+            return native.linear_static_fp32(x, scale, zero_point, self._packed, w.scale, w.bias)
+        x_q = native.quantize_u8(x, scale, zero_point, input_qp.qmin, input_qp.qmax)
+        out_scale = input_qp.scale * w.scale
+        return native.linear_fp32_out(x_q, zero_point, self._packed, out_scale, w.bias)
+
+    def _requant_params(self, input_qp: QParams, output_qp: QParams) -> tuple[Tensor, ...]:
+        key = (float(input_qp.scale), float(output_qp.scale))
+        if key not in self._requant_cache:
+            w = self.qweight
+            fpm = quantize_multiplier(
+                input_qp.scale.double() * w.scale.double() / output_qp.scale.double()
+            )
+            self._requant_cache[key] = (
+                bias_to_int32(w.bias, input_qp.scale, w.scale),
+                fpm.multiplier,
+                fpm.shift,
+            )
+        return self._requant_cache[key]
+
+    def linear_requant(
+        self,
+        x_q: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        check_input_qparams(input_qp)
+        bias, m0, shift = self._requant_params(input_qp, output_qp)
+        lo, hi = activation_bounds(output_qp, activation)
+        return native.linear_requant(
+            x_q,
+            int(input_qp.zero_point),
+            self._packed,
+            bias,
+            m0,
+            shift,
+            int(output_qp.zero_point),
+            lo,
+            hi,
+            output_qp.dtype,
+        )
+
+    def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
+        w = self.qweight
+        return native.linear_dynamic(x, self._packed, w.scale, w.bias, per_row=per_token)
