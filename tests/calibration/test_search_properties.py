@@ -96,3 +96,17 @@ def test_all_positive_histogram_is_padded_down_to_zero():
     split = split_at_zero(counts, edges)
     assert split.negative.numel() == 0 and split.positive.tolist() == [0, 0, 0, 4, 1]
     assert math.isclose(split.width, 1.0)
+
+
+def test_blocked_searches_equal_unblocked(monkeypatch):
+    from eightbit.calibration import kl, mse
+
+    gen = torch.Generator().manual_seed(5)
+    counts = torch.poisson(torch.rand(300, generator=gen) * 50, generator=gen).long()
+    counts[::7] = 0
+    edges = (torch.arange(301, dtype=torch.float64) - 100) * 0.125
+    searches = [s for name, s in sorted(SEARCHES.items()) if name.startswith(("kl", "mse"))]
+    whole = [search(counts, edges) for search in searches]
+    monkeypatch.setattr(kl, "BLOCK_ENTRIES", 1000)
+    monkeypatch.setattr(mse, "BLOCK_ENTRIES", 1000)
+    assert [search(counts, edges) for search in searches] == whole

@@ -19,7 +19,8 @@ levels, every candidate threshold keeps the first ``i`` bins, ``L <= i <= n``:
 
 Every candidate is evaluated, no striding: with prefix sums of ``c``, ``[c != 0]`` and
 ``c log c`` a candidate costs O(L), so one search is an ``(n - L + 1, L)`` array (2048 bins x
-127 levels: about 0.3 M entries, a few milliseconds).
+127 levels: about 0.3 M entries, a few milliseconds), computed in blocks of
+:data:`BLOCK_ENTRIES` entries so memory stays bounded for any number of bins.
 
 Modes (``steps`` = quantization steps of the grid, 255 for uint8):
 
@@ -39,12 +40,17 @@ Modes (``steps`` = quantization steps of the grid, 255 for uint8):
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from eightbit.calibration.sides import SplitHistogram, split_at_zero
 
 INDEPENDENT_ROUNDS = 8
+# Entries per (candidates, levels) block (float64: 8 MB), whatever the number of bins.
+BLOCK_ENTRIES = 1 << 20
 
 _F64 = torch.float64
 
@@ -58,35 +64,56 @@ def _xlogx(x: Tensor) -> Tensor:
     return torch.where(x > 0, x * torch.log(torch.where(x > 0, x, 1.0)), 0.0)
 
 
+@dataclass(frozen=True)
+class _Prefixes:
+    """Sums over the first ``k`` bins, ``k = 0..n``, of the counts, ``[c != 0]`` and ``c log c``."""
+
+    counts: Tensor
+    total: float
+    sums: Tensor
+    nonzeros: Tensor
+    xlogxs: Tensor
+
+    @classmethod
+    def of(cls, hist: Tensor) -> _Prefixes:
+        counts = hist.to(_F64)
+        total = float(counts.sum())
+        return cls(counts, total, _prefix(counts), _prefix(counts != 0), _prefix(_xlogx(counts)))
+
+
+def _kl_block(pre: _Prefixes, kept: Tensor, levels: int) -> Tensor:
+    """``KL(P || Q)`` for the candidates ``kept`` (numbers of kept bins, ``(K,)``)."""
+    group = torch.arange(levels)  # (L,)
+    start = group * kept[:, None] // levels  # (K, L) first bin of each group
+    stop = (group + 1) * kept[:, None] // levels  # (K, L) one past its last bin
+    q_mass = pre.sums[stop] - pre.sums[start]  # (K, L) group sums before folding
+    support = pre.nonzeros[stop] - pre.nonzeros[start]  # (K, L) nonzero bins of P per group
+    outliers = pre.total - pre.sums[kept]  # (K,)
+    last = pre.counts[kept - 1]  # (K,)
+    support[:, -1] += ((last == 0) & (outliers > 0)).to(_F64)
+    p_mass = q_mass.clone()
+    p_mass[:, -1] += outliers
+    p_log_p = pre.xlogxs[kept - 1] + _xlogx(last + outliers)  # sum_b P_b log P_b, (K,)
+    q_total = pre.sums[kept]  # (K,) Q normalizer
+    log_q = torch.log(q_mass) - torch.log(support) - torch.log(q_total)[:, None]
+    cross = torch.where(p_mass > 0, p_mass * log_q, 0.0).sum(1)  # sum_b P_b log q_b
+    kl = (p_log_p - cross) / pre.total - math.log(pre.total)
+    return torch.where(q_total > 0, kl, torch.inf)
+
+
 def kl_divergences(hist: Tensor, levels: int) -> Tensor:
     """``KL(P || Q)`` for every candidate ``i = levels .. n`` kept bins of a one-sided ``hist``.
 
     Returns a float64 tensor of shape ``(n - levels + 1,)`` (empty if ``n < levels``).
     """
-    counts = hist.to(_F64)
-    n, total = counts.numel(), float(hist.sum())
     if levels < 1:
         raise ValueError(f"levels must be positive, got {levels}")
-    kept = torch.arange(levels, n + 1)  # (K,) candidate numbers of kept bins
-    if kept.numel() == 0 or total <= 0:
+    pre = _Prefixes.of(hist)
+    kept = torch.arange(levels, hist.numel() + 1)  # (K,) candidate numbers of kept bins
+    if kept.numel() == 0 or pre.total <= 0:
         return torch.zeros(kept.numel(), dtype=_F64)
-    sums, nonzeros, xlogxs = _prefix(counts), _prefix(counts != 0), _prefix(_xlogx(counts))
-    group = torch.arange(levels)  # (L,)
-    start = group * kept[:, None] // levels  # (K, L) first bin of each group
-    stop = (group + 1) * kept[:, None] // levels  # (K, L) one past its last bin
-    q_mass = sums[stop] - sums[start]  # (K, L) group sums before folding
-    support = nonzeros[stop] - nonzeros[start]  # (K, L) nonzero bins of P per group
-    outliers = total - sums[kept]  # (K,)
-    last = counts[kept - 1]  # (K,)
-    support[:, -1] += ((last == 0) & (outliers > 0)).to(_F64)
-    p_mass = q_mass.clone()
-    p_mass[:, -1] += outliers
-    p_log_p = xlogxs[kept - 1] + _xlogx(last + outliers)  # sum_b P_b log P_b, (K,)
-    q_total = sums[kept]  # (K,) Q normalizer
-    log_q = torch.log(q_mass) - torch.log(support) - torch.log(q_total)[:, None]
-    cross = torch.where(p_mass > 0, p_mass * log_q, 0.0).sum(1)  # sum_b P_b log q_b
-    kl = (p_log_p - cross) / total - torch.log(torch.tensor(total, dtype=_F64))
-    return torch.where(q_total > 0, kl, torch.inf)
+    blocks = kept.split(max(1, BLOCK_ENTRIES // levels))  # bounded memory for any bins
+    return torch.cat([_kl_block(pre, block, levels) for block in blocks])
 
 
 def kl_search(hist: Tensor, levels: int) -> tuple[int, float]:

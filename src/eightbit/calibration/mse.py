@@ -16,8 +16,9 @@ points are the multiples of ``s = (t_neg + t_pos) / steps`` (0.0 is exact), so
   ``count * width**2 * (d**2 + d + 1/3)``.
 
 Candidates are every bin edge of each side (symmetric: of ``|x|``, with ``s = t / (steps / 2)``).
-The two-sided search scores every pair, gathering the inside cost of each side from a table
-indexed by (range in bins, threshold in bins): at most 2 * (bins + 1)**2 float64 entries.
+The two-sided search scores every pair ``(k_neg, k_pos)``: for each range width ``m = k_neg +
+k_pos`` (in bins) one row of rounding costs per side, so the work is O(bins**2), done in blocks
+of :data:`BLOCK_ENTRIES` entries (bounded memory); ties go to the narrower range.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from torch import Tensor
 from eightbit.calibration.sides import split_at_zero
 
 _F64 = torch.float64
+# Entries per block of the candidate searches (float64: 8 MB), whatever the number of bins.
+BLOCK_ENTRIES = 1 << 20
 
 
 def _tail(values: Tensor) -> Tensor:
@@ -71,11 +74,19 @@ def rounding_costs(hist: Tensor, bins_per_step: Tensor) -> Tensor:
     return torch.cat([torch.zeros(step.shape[0], 1, dtype=_F64), torch.cumsum(per_bin, 1)], 1)
 
 
+def _rows(width: int) -> int:
+    """Rows per block so that a ``(rows, width)`` float64 block stays near 8 MB."""
+    return max(1, BLOCK_ENTRIES // max(width, 1))
+
+
 def _symmetric_bins(magnitude: Tensor, steps: int) -> int:
     outside, clip = clip_costs(magnitude)
-    k = torch.arange(outside.numel())  # threshold after k bins, (n + 1,)
-    inside = rounding_costs(magnitude, k * (2.0 / steps))  # (n + 1, n + 1)
-    error = inside[k, k] + clip
+    candidates = torch.arange(outside.numel())  # threshold after k bins, (n + 1,)
+    errors = []
+    for k in candidates.split(_rows(outside.numel())):  # (C,)
+        inside = rounding_costs(magnitude, k * (2.0 / steps))  # (C, n + 1)
+        errors.append(inside.gather(1, k[:, None]).squeeze(1) + clip[k])
+    error = torch.cat(errors)
     error[0] = torch.inf  # a zero range
     return int(torch.argmin(error))
 
@@ -83,16 +94,23 @@ def _symmetric_bins(magnitude: Tensor, steps: int) -> int:
 def _two_sided_bins(negative: Tensor, positive: Tensor, steps: int) -> tuple[int, int]:
     _, clip_neg = clip_costs(negative)  # (n_neg + 1,)
     _, clip_pos = clip_costs(positive)  # (n_pos + 1,)
-    k_neg = torch.arange(clip_neg.numel())[:, None]
-    k_pos = torch.arange(clip_pos.numel())[None, :]
-    span = torch.arange(clip_neg.numel() + clip_pos.numel() - 1)  # range width in bins
-    inside_neg = rounding_costs(negative, span / steps)  # (spans, n_neg + 1)
-    inside_pos = rounding_costs(positive, span / steps)  # (spans, n_pos + 1)
-    error = (
-        inside_neg[k_neg + k_pos, k_neg] + inside_pos[k_neg + k_pos, k_pos] + clip_neg[:, None]
-    ) + clip_pos[None, :]  # (n_neg + 1, n_pos + 1)
-    error[0, 0] = torch.inf
-    return divmod(int(torch.argmin(error)), clip_pos.numel())
+    n_pos = positive.numel()
+    k_neg = torch.arange(clip_neg.numel())[None, :]  # (1, n_neg + 1)
+    best = (torch.inf, 0, 0)
+    spans = torch.arange(1, clip_neg.numel() + n_pos)  # range width in bins, (S,)
+    for span in spans.split(_rows(clip_neg.numel() + clip_pos.numel())):  # (C,)
+        k_pos = span[:, None] - k_neg  # (C, n_neg + 1)
+        valid = (k_pos >= 0) & (k_pos <= n_pos)
+        k_pos = k_pos.clamp(0, n_pos)
+        inside_neg = rounding_costs(negative, span / steps)  # (C, n_neg + 1)
+        inside_pos = rounding_costs(positive, span / steps).gather(1, k_pos)  # (C, n_neg + 1)
+        error = inside_neg + inside_pos + clip_neg[None, :] + clip_pos[k_pos]
+        error = torch.where(valid, error, torch.inf)
+        flat = int(torch.argmin(error))
+        if float(error.flatten()[flat]) < best[0]:  # ties: the narrower range
+            row, col = divmod(flat, error.shape[1])
+            best = (float(error[row, col]), col, int(k_pos[row, col]))
+    return best[1], best[2]
 
 
 def mse_range(
