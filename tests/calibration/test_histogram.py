@@ -107,3 +107,8 @@ def test_empty_or_fully_masked_batches_count_nothing():
     obs(torch.ones(2, 3), torch.zeros(2, dtype=torch.bool))
     with pytest.raises(ObserverError, match="no data"):
         obs.range()
+
+
+def test_histogram_is_per_tensor_only():
+    with pytest.raises(ObserverError, match="per tensor"):
+        HistogramObserver(ObserverConfig(axis=0))

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from eightbit.calibration.base import Observer, masked_values
-from eightbit.calibration.config import ObserverConfig
+from eightbit.calibration.config import ObserverConfig, ObserverError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class HistogramObserver(Observer):
         self, config: ObserverConfig | None = None, search: ThresholdSearch | None = None
     ) -> None:
         super().__init__(config)
+        if self.axis is not None:
+            raise ObserverError(f"a histogram is per tensor; got axis={self.axis}")
         self.search = search
         self.register_buffer("counts", torch.zeros(self.config.bins, dtype=torch.int64))
         self.register_buffer("start", torch.zeros((), dtype=torch.int64))
@@ -155,7 +157,10 @@ class HistogramObserver(Observer):
                     float(self.max_val),
                 )
             self._cached = (lo, hi)
-        return self._cached
+        return self._cached[0].clone(), self._cached[1].clone()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bins={self.bins}, width=2**{int(self.exponent)}"
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._cached = None
