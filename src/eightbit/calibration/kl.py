@@ -14,8 +14,15 @@ levels, every candidate threshold keeps the first ``i`` bins, ``L <= i <= n``:
   merges ``i // L`` bins per group and gives the remainder to the last group, which can make
   the last group up to ``L - 1`` bins wider than the others; equal groups avoid that artifact.
 - ``KL(P || Q) = sum_b p_b log(p_b / q_b)`` over normalized ``P`` and ``Q`` and the bins where
-  ``p_b > 0``; it is ``+inf`` where ``q_b = 0 < p_b`` (no smoothing). ``i == n`` never clips and is
-  always finite, so a finite minimum exists. Ties go to the smaller threshold.
+  ``p_b > 0``; it is ``+inf`` where ``q_b = 0 < p_b`` (no smoothing, like NVIDIA
+  pytorch-quantization's entropy calibrator; MXNet and TVM add an ``eps`` instead). ``i == n``
+  never clips and is always finite, so a finite minimum exists. Ties go to the smaller threshold.
+
+A consequence worth knowing: a threshold whose last group holds no data scores ``+inf``, so the
+search never clips inside an empty stretch of the histogram. When the bulk of a tensor fits in
+fewer than ``L`` bins and a few isolated outliers set the range, no candidate between the bulk and
+the outliers is finite and KL keeps the outliers (as min/max does); more ``bins``, or the
+``percentile`` / ``mse`` methods, handle that case.
 
 Every candidate is evaluated, no striding: with prefix sums of ``c``, ``[c != 0]`` and
 ``c log c`` a candidate costs O(L), so one search is an ``(n - L + 1, L)`` array (2048 bins x
