@@ -3,8 +3,9 @@
 Exact u8 x s8 -> int32 arithmetic on AVX2 CPUs without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
 pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
 int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
-weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once into panels of
-16 columns with k-pairs interleaved; a 6x16 register-blocked microkernel (12 ymm accumulators)
+weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once (still int8,
+sign-extended on load) into panels of 16 columns with k-pairs interleaved; a 6x16
+register-blocked microkernel (12 ymm accumulators)
 feeds fused epilogues (int32 store, float scale + bias, or gemmlowp fixed-point requantization,
 Jacob et al. 2018), so the output is written once. OpenMP splits M (enough rows) or N (few rows)
 between ``torch.get_num_threads()`` threads; results do not depend on the thread count.
@@ -226,7 +227,7 @@ def _check_zp(zp: int, name: str = "zero point") -> int:
 class PackedWeight:
     """int8 weights (N, K) packed for the native kernel.
 
-    ``data``: int16 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded); ``colsum``: (N,)
+    ``data``: int8 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded); ``colsum``: (N,)
     int32 column sums ``sum_k w[n, k]`` (for zero-point corrections elsewhere).
     """
 
@@ -242,10 +243,10 @@ def pack_weight(w: Tensor) -> PackedWeight:
     n, k = w.shape
     if k > MAX_K:
         raise ValueError(f"in_features {k} > {MAX_K}: int32 accumulators could overflow")
-    data = torch.empty(((n + 15) // 16) * ((k + 1) // 2) * 32 + 32, dtype=torch.int16)
-    # 64-byte alignment of the panels: offset into the (over-allocated) buffer
-    offset = (-data.data_ptr() % 64) // 2
-    data = data[offset : offset + ((n + 15) // 16) * ((k + 1) // 2) * 32]
+    size = ((n + 15) // 16) * ((k + 1) // 2) * 32
+    data = torch.empty(size + 64, dtype=torch.int8)
+    offset = -data.data_ptr() % 64  # 64-byte aligned panels inside an over-allocated buffer
+    data = data[offset : offset + size]
     colsum = torch.empty(n, dtype=torch.int32)
     _load().eb_pack_weight(w.data_ptr(), n, k, data.data_ptr(), colsum.data_ptr())
     return PackedWeight(data, colsum, n, k)

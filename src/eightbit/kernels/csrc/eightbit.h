@@ -50,7 +50,7 @@ void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
 void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
 
 /* gemm.c */
-void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int16_t *packed, int64_t n,
+void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
              const eb_epilogue *epi, int nthreads);
 
 #endif

@@ -12,15 +12,21 @@
 
 #include "eightbit.h"
 
+#ifndef KC2
 #define KC2 256 /* k-pairs per K block (16 KiB weight micro-panel) */
-#define MC 72   /* rows per M block */
-#define NCP 16  /* weight panels per N block (256 columns) */
+#endif
+#ifndef MC
+#define MC 72 /* rows per M block */
+#endif
+#ifndef NCP
+#define NCP 16 /* weight panels per N block (256 columns) */
+#endif
 
 /* ---------------------------------------------------------------- microkernel */
 
 /* acc (mr x 16) = [cin +] A[0:mr, 0:k2 pairs] * B panel; written to cout (96 int32, row-major). */
 #define UKERNEL(MR)                                                                             \
-    static void uk##MR(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b,             \
+    static void uk##MR(int64_t k2, const int32_t *a, int64_t lda, const int8_t *b,               \
                        const int32_t *cin, int32_t *cout) {                                     \
         __m256i c0[MR], c1[MR];                                                                 \
         for (int i = 0; i < MR; i++) {                                                          \
@@ -30,8 +36,9 @@
                         : _mm256_setzero_si256();                                               \
         }                                                                                       \
         for (int64_t k = 0; k < k2; k++) {                                                      \
-            __m256i b0 = _mm256_load_si256((const __m256i *)(b + 32 * k));                      \
-            __m256i b1 = _mm256_load_si256((const __m256i *)(b + 32 * k + 16));                 \
+            __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b + 32 * k)));   \
+            __m256i b1 =                                                                        \
+                _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b + 32 * k + 16)));       \
             for (int i = 0; i < MR; i++) {                                                      \
                 __m256i ai = _mm256_set1_epi32(a[i * lda + k]);                                 \
                 c0[i] = _mm256_add_epi32(c0[i], _mm256_madd_epi16(ai, b0));                     \
@@ -50,7 +57,7 @@ UKERNEL(4)
 UKERNEL(5)
 
 /* The full 6x16 tile in inline assembly: gcc hoists all six broadcasts of the intrinsic version
- * and spills accumulators. Per k-pair: 2 weight loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. */
+ * and spills accumulators. Per k-pair: 2 sign-extending weight loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. */
 #define ROW6(ADDR, C0, C1)                       \
     "vpbroadcastd " ADDR ", %%ymm13\n\t"         \
     "vpmaddwd %%ymm14, %%ymm13, %%ymm12\n\t"     \
@@ -58,7 +65,7 @@ UKERNEL(5)
     "vpaddd %%ymm12, %" C0 ", %" C0 "\n\t"        \
     "vpaddd %%ymm13, %" C1 ", %" C1 "\n\t"
 
-static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b, const int32_t *cin,
+static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int8_t *b, const int32_t *cin,
                 int32_t *cout) {
     __m256i c[12];
     for (int i = 0; i < 12; i++)
@@ -69,8 +76,8 @@ static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b, con
     int64_t ldb = lda * 4;
     for (int64_t k = 0; k < k2; k++) {
         __asm__ volatile(
-            "vmovdqa (%[b]), %%ymm14\n\t"
-            "vmovdqa 32(%[b]), %%ymm15\n\t"
+            "vpmovsxbw (%[b]), %%ymm14\n\t"
+            "vpmovsxbw 16(%[b]), %%ymm15\n\t"
             ROW6("(%[a0])", "0", "1")
             ROW6("(%[a0],%[ld],1)", "2", "3")
             ROW6("(%[a0],%[ld],2)", "4", "5")
@@ -94,7 +101,7 @@ static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int16_t *b, con
     _mm256_storeu_si256(o + 10, x10), _mm256_storeu_si256(o + 11, x11);
 }
 
-typedef void (*ukernel_fn)(int64_t, const int32_t *, int64_t, const int16_t *, const int32_t *,
+typedef void (*ukernel_fn)(int64_t, const int32_t *, int64_t, const int8_t *, const int32_t *,
                            int32_t *);
 static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
 
@@ -231,7 +238,7 @@ typedef struct {
     const eb_input *in;
     int64_t m, k, n, k2, lda, panels;
     int32_t *a16; /* (m, lda) int16 pairs */
-    const int16_t *packed;
+    const int8_t *packed;
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
@@ -276,7 +283,7 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
                 int64_t kc = k2 - pc < KC2 ? k2 - pc : KC2;
                 int first = pc == 0, last = pc + KC2 >= k2;
                 for (int64_t jr = jc; jr < je; jr++) {
-                    const int16_t *b = jb->packed + (jr * k2 + pc) * 32;
+                    const int8_t *b = jb->packed + (jr * k2 + pc) * 32;
                     for (int64_t ir = ic; ir < ie; ir += EB_MR) {
                         int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
                         int32_t *part =
@@ -318,7 +325,7 @@ static void run_thread(const job *jb, int tid, int nt) {
     }
 }
 
-void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int16_t *packed, int64_t n,
+void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
              const eb_epilogue *epi, int nthreads) {
     if (m <= 0 || n <= 0) return;
     job jb;
@@ -365,7 +372,7 @@ void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int16_t *packed, in
 /* ---------------------------------------------------------------- exported entry points */
 
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
-void eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int16_t *packed,
+void eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                     int64_t n, int32_t *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
     eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
@@ -373,7 +380,7 @@ void eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const in
 }
 
 /* Static linear, uint8 input: out = float(acc) * out_scale[n] + bias[n]. */
-void eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int16_t *packed,
+void eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                       int64_t n, const float *out_scale, const float *bias, float *out,
                       int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
@@ -384,7 +391,7 @@ void eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const 
 /* Static linear, float input quantized on the fly with (scale, zp): out = float(acc) * fl(scale *
  * w_scale[n]) + bias[n]. */
 void eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, int64_t k,
-                          const int16_t *packed, int64_t n, const float *w_scale,
+                          const int8_t *packed, int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
@@ -393,7 +400,7 @@ void eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, in
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x. */
 void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
-                           const int16_t *packed, int64_t n, const float *w_scale,
+                           const int8_t *packed, int64_t n, const float *w_scale,
                            const float *bias, float *out, float *row_scale, int32_t *row_zp,
                            int nthreads) {
     eb_input in = {per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, row_scale, row_zp};
@@ -414,7 +421,7 @@ void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
 
 /* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */
 void eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
-                          const int16_t *packed, int64_t n, const int32_t *bias_i,
+                          const int8_t *packed, int64_t n, const int32_t *bias_i,
                           const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
                           int32_t hi, int out_signed, void *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};

@@ -130,14 +130,14 @@ void eb_quantize_u8_rows(const float *x, int64_t m, int64_t k, uint8_t *out, flo
     }
 }
 
-/* Pack int8 weights w (n, k) into int16 panels [n/16][k2][16][2] (zero padded), k2 = ceil(k/2),
- * and their column sums (n,). */
-void eb_pack_weight(const int8_t *w, int64_t n, int64_t k, int16_t *packed, int32_t *colsum) {
+/* Pack int8 weights w (n, k) into panels [n/16][k2][16][2] (zero padded), k2 = ceil(k/2), so
+ * that one sign-extending load gives 8 columns x one k-pair as int16; and column sums (n,). */
+void eb_pack_weight(const int8_t *w, int64_t n, int64_t k, int8_t *packed, int32_t *colsum) {
     int64_t k2 = (k + 1) / 2, panels = (n + EB_NR - 1) / EB_NR;
-    memset(packed, 0, (size_t)(panels * k2 * EB_NR * 2) * sizeof(int16_t));
+    memset(packed, 0, (size_t)(panels * k2 * EB_NR * 2));
     for (int64_t c = 0; c < n; c++) {
         const int8_t *row = w + c * k;
-        int16_t *dst = packed + (c / EB_NR) * k2 * EB_NR * 2 + (c % EB_NR) * 2;
+        int8_t *dst = packed + (c / EB_NR) * k2 * EB_NR * 2 + (c % EB_NR) * 2;
         int32_t sum = 0;
         for (int64_t j = 0; j < k; j++) {
             dst[(j / 2) * EB_NR * 2 + (j & 1)] = row[j];
