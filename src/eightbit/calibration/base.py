@@ -92,7 +92,7 @@ def batch_min_max(x: Tensor, mask: Tensor | None, axis: int | None) -> tuple[Ten
 
 def symmetrize(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """``(-a, a)`` with ``a = max(|lo|, |hi|)``."""
-    amax = torch.maximum(-lo, hi)
+    amax = torch.maximum(-lo, hi) + 0.0  # + 0.0: never -0.0
     return -amax, amax
 
 
