@@ -29,7 +29,8 @@ def _position(hist: Tensor, count: float) -> float:
 def percentile_range(
     counts: Tensor, edges: Tensor, percentile: float, symmetric: bool = False
 ) -> tuple[float, float]:
-    """Thresholds keeping ``percentile`` % of the values (per side when two-sided)."""
+    """Thresholds clipping ``100 - percentile`` % of the values at each end (two-sided: the
+    ``(100 - p)``-th and ``p``-th percentiles of x) or of ``|x|`` (symmetric: ``(-t, t)``)."""
     split = split_at_zero(counts, edges)
     clipped = split.total * (1.0 - percentile / 100.0)  # values to leave outside, per tail
     if symmetric:
