@@ -33,7 +33,7 @@ import platform
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -194,28 +194,43 @@ def is_available() -> bool:
 # ------------------------------------------------------------------------------------ checks
 
 
-def _check(t: Tensor, name: str, dtype: torch.dtype, ndim: int) -> None:
+def _bad(t: object, name: str, dtype: torch.dtype, ndim: int) -> ValueError:
     if not isinstance(t, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        return ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype != dtype or t.dim() != ndim or t.device.type != "cpu":
-        raise ValueError(
+        return ValueError(
             f"{name} must be a {ndim}-d {dtype} CPU tensor, got {t.dim()}-d {t.dtype} on {t.device}"
         )
-    if not t.is_contiguous():
-        raise ValueError(f"{name} must be contiguous")
+    return ValueError(f"{name} must be contiguous")
+
+
+def _ptr(t: Tensor, name: str, dtype: torch.dtype, ndim: int) -> int:
+    """``t.data_ptr()`` after checking dtype, rank, device and contiguity (the fast path is a
+    handful of attribute reads: these checks run on every call)."""
+    try:
+        ok = t.dtype is dtype and t.ndim == ndim and t.is_cpu and t.is_contiguous()
+    except AttributeError:
+        ok = False
+    if not ok:
+        raise _bad(t, name, dtype, ndim)
+    return t.data_ptr()
+
+
+def _check(t: Tensor, name: str, dtype: torch.dtype, ndim: int) -> None:
+    _ptr(t, name, dtype, ndim)
 
 
 def _check_vec(t: Tensor | None, name: str, dtype: torch.dtype, n: int) -> int | None:
     if t is None:
         return None
-    _check(t, name, dtype, 1)
+    ptr = _ptr(t, name, dtype, 1)
     if t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
-    return t.data_ptr()
+    return ptr
 
 
 def _check_zp(zp: int, name: str = "zero point") -> int:
-    if not 0 <= int(zp) <= 255:
+    if not 0 <= zp <= 255:
         raise ValueError(f"{name} must be in [0, 255] for uint8 activations, got {zp}")
     return int(zp)
 
@@ -235,6 +250,10 @@ class PackedWeight:
     colsum: Tensor
     n: int
     k: int
+    ptr: int = field(init=False, repr=False)  # data.data_ptr(), read once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ptr", self.data.data_ptr())
 
 
 def pack_weight(w: Tensor) -> PackedWeight:
@@ -252,21 +271,23 @@ def pack_weight(w: Tensor) -> PackedWeight:
     return PackedWeight(data, colsum, n, k)
 
 
-def _check_input(a: Tensor, name: str, dtype: torch.dtype, packed: PackedWeight) -> int:
-    _check(a, name, dtype, 2)
-    if not isinstance(packed, PackedWeight):
-        raise ValueError(f"packed must be a PackedWeight, got {type(packed).__name__}")
-    if a.shape[1] != packed.k:
-        raise ValueError(f"{name} has {a.shape[1]} columns, the weight expects K={packed.k}")
-    return a.shape[0]
+def _check_input(a: Tensor, name: str, dtype: torch.dtype, packed: PackedWeight) -> tuple[int, int]:
+    """(rows of ``a``, its data pointer) after checking it against the packed weight."""
+    ptr = _ptr(a, name, dtype, 2)
+    m, k = a.shape
+    if k != packed.k:
+        if not isinstance(packed, PackedWeight):
+            raise ValueError(f"packed must be a PackedWeight, got {type(packed).__name__}")
+        raise ValueError(f"{name} has {k} columns, the weight expects K={packed.k}")
+    return m, ptr
 
 
 def gemm_u8s8_int32(a: Tensor, packed: PackedWeight, za: int = 0) -> Tensor:
     """int32 (M, N): ``sum_k (a[m, k] - za) * w[n, k]``; ``za=0`` gives the raw product."""
-    m = _check_input(a, "a", torch.uint8, packed)
+    m, pa = _check_input(a, "a", torch.uint8, packed)
     out = torch.empty(m, packed.n, dtype=torch.int32)
     _load().eb_gemm_u8_i32(
-        a.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), packed.n,
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed.n,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return out
@@ -279,13 +300,13 @@ def linear_fp32_out(
 
     ``acc = sum_k (a_q - za) * w`` exactly; ``out_scale = a_scale * w_scale`` (N,) float32.
     """
-    m = _check_input(a_q, "a_q", torch.uint8, packed)
+    m, pa = _check_input(a_q, "a_q", torch.uint8, packed)
     n = packed.n
     s = _check_vec(out_scale, "out_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     _load().eb_linear_u8_f32(
-        a_q.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), n, s, b,
+        pa, _check_zp(za), m, packed.k, packed.ptr, n, s, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return out
@@ -302,7 +323,7 @@ def linear_static_fp32(
     """Fused static linear, float32 in and out: quantize ``x`` (M, K) with ``(scale, zp)`` as
     :func:`quantize_u8` does, INT8 GEMM, then ``fl(fl(float(acc) * fl(scale * w_scale[n])) +
     bias[n])``. The uint8 activations are never written to memory."""
-    m = _check_input(x, "x", torch.float32, packed)
+    m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
@@ -310,7 +331,7 @@ def linear_static_fp32(
         raise ValueError(f"scale must be positive, got {scale}")
     out = torch.empty(m, n, dtype=torch.float32)
     _load().eb_linear_f32_static(
-        x.data_ptr(), scale, _check_zp(zp), m, packed.k, packed.data.data_ptr(), n, ws, b,
+        pa, scale, _check_zp(zp), m, packed.k, packed.ptr, n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return out
@@ -334,7 +355,7 @@ def linear_requant(
     multiply and rounding right shift, bit-exact with
     :func:`eightbit.core.fixedpoint.requantize`. ``shift`` must lie in [-31, 62].
     """
-    m = _check_input(a_q, "a_q", torch.uint8, packed)
+    m, pa = _check_input(a_q, "a_q", torch.uint8, packed)
     n = packed.n
     b = _check_vec(bias_i32, "bias_i32", torch.int32, n)
     mp = _check_vec(m0, "m0", torch.int32, n)
@@ -354,7 +375,7 @@ def linear_requant(
         )
     out = torch.empty(m, n, dtype=out_dtype)
     _load().eb_linear_u8_requant(
-        a_q.data_ptr(), _check_zp(za), m, packed.k, packed.data.data_ptr(), n, b, mp, sp,
+        pa, _check_zp(za), m, packed.k, packed.ptr, n, b, mp, sp,
         out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return out
@@ -408,14 +429,13 @@ def linear_dynamic(
     :func:`quantize_u8_per_row`) or per tensor, then
     ``out = fl(fl(float(acc) * fl(a_scale[m] * w_scale[n])) + bias[n])``.
     """
-    m = _check_input(x, "x", torch.float32, packed)
+    m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
-    row = torch.empty(2 * m, dtype=torch.int32)  # scales (as float32 bits) and zero points
     _load().eb_linear_f32_dynamic(
-        x.data_ptr(), int(per_row), m, packed.k, packed.data.data_ptr(), n, ws, b,
-        out.data_ptr(), row.data_ptr(), row.data_ptr() + 4 * m, torch.get_num_threads(),
+        pa, int(per_row), m, packed.k, packed.ptr, n, ws, b,
+        out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
     return out

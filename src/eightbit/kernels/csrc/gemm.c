@@ -218,9 +218,10 @@ static void epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, i
 /* ---------------------------------------------------------------- thread-local scratch */
 
 /* Per-thread buffers that only grow: slot 0 holds the prepared A rows of a call (owned by the
- * calling thread), slot 1 the K-blocking partial sums of each worker. */
-static __thread void *tls_buf[2] = {NULL, NULL};
-static __thread size_t tls_cap[2] = {0, 0};
+ * calling thread), slot 1 the K-blocking partial sums of each worker, slot 2 per-row activation
+ * parameters of dynamic calls (calling thread). */
+static __thread void *tls_buf[3] = {NULL, NULL, NULL};
+static __thread size_t tls_cap[3] = {0, 0, 0};
 
 static void *scratch(int slot, size_t bytes) {
     if (bytes > tls_cap[slot]) {
@@ -398,11 +399,16 @@ void eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, in
     eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
-/* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x. */
+/* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
+ * are written to row_scale / row_zp (m,) unless those are NULL. */
 void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                            const int8_t *packed, int64_t n, const float *w_scale,
                            const float *bias, float *out, float *row_scale, int32_t *row_zp,
                            int nthreads) {
+    if (!row_scale) { /* caller does not want them back */
+        row_scale = (float *)scratch(2, (size_t)(m > 0 ? m : 1) * 8);
+        row_zp = (int32_t *)(row_scale + m);
+    }
     eb_input in = {per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, row_scale, row_zp};
     if (!per_row && m > 0) {
         float lo = 0.0f, hi = 0.0f;
