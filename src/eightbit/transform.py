@@ -75,6 +75,9 @@ def prepare(
         bins=config.bins,
         percentile=config.percentile,
         ema_decay=config.ema_decay,
+        symmetric=config.symmetric_activations,
+        narrow=config.symmetric_activations,
+        reduce_range=config.reduce_range,
     )
 
     def make(name: str, module: nn.Module) -> nn.Module | None:
@@ -144,7 +147,12 @@ def prepare_qat(
 ) -> nn.Module:
     """Insert Q8BERT fake quantization: every selected Linear, and the embeddings."""
     model = model if inplace else copy.deepcopy(model)
-    observer_config = ObserverConfig(method="ema", ema_decay=config.ema_decay)
+    observer_config = ObserverConfig(
+        method="ema",
+        ema_decay=config.ema_decay,
+        symmetric=config.symmetric,
+        narrow=config.symmetric,
+    )
 
     def make(name: str, module: nn.Module) -> nn.Module | None:
         if not _selected(name, config.include, config.exclude):

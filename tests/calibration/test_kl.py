@@ -1,7 +1,6 @@
 """KL threshold search (TensorRT method) against a slow, textbook implementation."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -131,15 +130,3 @@ def test_independent_mode_gives_all_levels_to_one_sided_data():
     counts, edges = zero_anchored(torch.zeros(0, dtype=torch.int64), pos)
     lo, hi = kl_independent_range(counts, edges, steps=255)
     assert lo == 0.0 and hi == kl_threshold_bins(pos, 255) * 0.5
-
-
-def test_one_search_over_2048_bins_is_fast():
-    rng = np.random.default_rng(4)
-    pos = side(rng, 2048, 200)
-    counts, edges = zero_anchored(torch.zeros(0, dtype=torch.int64), pos)
-    timings = []
-    for _ in range(3):  # best of 3: the CPU is shared
-        start = time.perf_counter()
-        kl_symmetric_range(counts, edges, steps=255)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 1.0
