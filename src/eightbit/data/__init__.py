@@ -1,0 +1,1 @@
+"""Corpora and batching: the shipped parallel corpus, length sorting, token-count packing."""
