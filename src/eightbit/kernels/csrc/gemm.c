@@ -243,6 +243,10 @@ typedef struct {
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
+    /* dynamic schedule: chunks of MC rows x nch panels, handed out by an atomic counter */
+    int64_t nch, chunks_n, chunks;
+    int64_t next;   /* atomic: next chunk */
+    int32_t *ready; /* atomic per M block: 0 raw, 1 being prepared, 2 prepared */
 } job;
 
 static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
@@ -304,25 +308,33 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
     }
 }
 
-static void run_thread(const job *jb, int tid, int nt) {
-    int64_t m = jb->m;
-    /* 1. prepare this thread's share of rows */
-    int64_t r0 = m * tid / nt, r1 = m * (tid + 1) / nt;
-    prepare_rows(jb, r0, r1);
-    if (nt > 1) {
-#pragma omp barrier
+/* Make sure the A rows of M block mb are prepared: prepare them ourselves if nobody has. */
+static void ensure_rows(job *jb, int64_t mb) {
+    int32_t *flag = jb->ready + mb;
+    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == 2) return;
+    int32_t expected = 0;
+    if (__atomic_compare_exchange_n(flag, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        int64_t r1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
+        prepare_rows(jb, mb * MC, r1);
+        __atomic_store_n(flag, 2, __ATOMIC_RELEASE);
+        return;
     }
-    /* 2. split M (in whole tiles) when there are enough rows, else split N panels */
+    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != 2) _mm_pause();
+}
+
+/* Each thread takes chunks until none is left: a thread that the OS delays (the cores are shared)
+ * just takes fewer, instead of holding everybody up at a static split or a barrier. */
+static void run_thread(job *jb) {
     size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
     int32_t *partial = jb->k2 > KC2 ? (int32_t *)scratch(1, pbytes) : NULL;
-    int64_t tiles_m = (m + EB_MR - 1) / EB_MR;
-    if (tiles_m >= 4 * nt || jb->panels < 2 * nt) {
-        int64_t t0 = tiles_m * tid / nt, t1 = tiles_m * (tid + 1) / nt;
-        int64_t a = t0 * EB_MR, b = t1 * EB_MR < m ? t1 * EB_MR : m;
-        if (a < b) compute_block(jb, a, b, 0, jb->panels, partial);
-    } else {
-        int64_t q0 = jb->panels * tid / nt, q1 = jb->panels * (tid + 1) / nt;
-        if (q0 < q1) compute_block(jb, 0, m, q0, q1, partial);
+    for (;;) {
+        int64_t c = __atomic_fetch_add(&jb->next, 1, __ATOMIC_RELAXED);
+        if (c >= jb->chunks) return;
+        int64_t mb = c / jb->chunks_n, nb = c % jb->chunks_n;
+        ensure_rows(jb, mb);
+        int64_t m1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
+        int64_t p1 = (nb + 1) * jb->nch < jb->panels ? (nb + 1) * jb->nch : jb->panels;
+        compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
     }
 }
 
@@ -344,9 +356,12 @@ void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int
     /* one scratch block: A int16 rows, then left/right shift arrays */
     size_t abytes = (size_t)(m * jb.lda) * sizeof(int32_t);
     size_t sbytes = (size_t)npad * sizeof(int32_t);
-    char *buf = (char *)scratch(0, abytes + 2 * sbytes + 64);
+    int64_t blocks_m = (m + MC - 1) / MC;
+    char *buf = (char *)scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
     jb.a16 = (int32_t *)buf;
     int32_t *left = (int32_t *)(buf + abytes), *right = left + npad;
+    jb.ready = right + npad;
+    memset(jb.ready, 0, (size_t)blocks_m * 4);
     jb.left = left;
     jb.right = right;
     if (epi->kind == EB_OUT_U8 || epi->kind == EB_OUT_S8) {
@@ -362,12 +377,18 @@ void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int
     double work = (double)m * (double)k * (double)n;
     int nt = nthreads < 1 ? 1 : nthreads;
     if (work < 65536.0) nt = 1;
+    /* chunks: MC rows x up to NCP panels, narrower when that leaves too few chunks to balance */
+    jb.nch = NCP;
+    while (jb.nch > 2 && blocks_m * ((jb.panels + jb.nch - 1) / jb.nch) < 4 * nt) jb.nch /= 2;
+    jb.chunks_n = (jb.panels + jb.nch - 1) / jb.nch;
+    jb.chunks = blocks_m * jb.chunks_n;
+    jb.next = 0;
     if (nt == 1) {
-        run_thread(&jb, 0, 1);
+        run_thread(&jb);
         return;
     }
 #pragma omp parallel num_threads(nt)
-    run_thread(&jb, omp_get_thread_num(), omp_get_num_threads());
+    run_thread(&jb);
 }
 
 /* ---------------------------------------------------------------- exported entry points */
