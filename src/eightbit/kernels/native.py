@@ -7,8 +7,10 @@ weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed o
 sign-extended on load) into panels of 16 columns with k-pairs interleaved; a 6x16
 register-blocked microkernel (12 ymm accumulators)
 feeds fused epilogues (int32 store, float scale + bias, or gemmlowp fixed-point requantization,
-Jacob et al. 2018), so the output is written once. OpenMP splits M (enough rows) or N (few rows)
-between ``torch.get_num_threads()`` threads; results do not depend on the thread count.
+Jacob et al. 2018), so the output is written once. Work is cut into chunks (72 rows x up to 256
+columns) that ``torch.get_num_threads()`` threads take from a shared counter (``csrc/pool.c``: the
+caller works too and never waits for a worker that the OS has not scheduled, which matters on
+cores shared with other processes); results do not depend on the thread count.
 
 Exactness: the int32 accumulators are exact for ``K <= 66000``; ``quantize_u8`` and the per-row
 parameters of :func:`quantize_u8_per_row` equal :func:`eightbit.core.ops.quantize` and
@@ -57,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).with_name("csrc")
-_FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
+_FLAGS = ("-O3", "-mavx2", "-mfma", "-pthread", "-ffp-contract=off", "-shared", "-fPIC")
 MAX_K = 66000  # |acc| <= K * 255 * 128 must fit in int32
 
 
@@ -128,7 +130,8 @@ def _build(target: Path) -> None:
         os.replace(tmp, target)
 
 
-# argument codes: p pointer, l int64, i int32 (C int), f float
+# argument codes: p pointer, l int64, i int32 (C int), f float; GEMM entry points return a C int
+# status (0, or -1 when their scratch memory could not be allocated)
 _SIGNATURES: dict[str, str] = {
     "eb_pack_weight": "pllpp",
     "eb_quantize_u8": "plfiiip",
@@ -177,7 +180,7 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        fn.restype = None
+        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear")) else None
     return lib
 
 
@@ -186,7 +189,9 @@ def is_available() -> bool:
     try:
         _load()
     except NativeKernelUnavailable as err:
-        log.warning("native INT8 kernel unavailable: %s", err)
+        if not _state.get("warned"):
+            _state["warned"] = True
+            log.warning("native INT8 kernel unavailable: %s", err)
         return False
     return True
 
@@ -286,10 +291,12 @@ def gemm_u8s8_int32(a: Tensor, packed: PackedWeight, za: int = 0) -> Tensor:
     """int32 (M, N): ``sum_k (a[m, k] - za) * w[n, k]``; ``za=0`` gives the raw product."""
     m, pa = _check_input(a, "a", torch.uint8, packed)
     out = torch.empty(m, packed.n, dtype=torch.int32)
-    _load().eb_gemm_u8_i32(
+    status = _load().eb_gemm_u8_i32(
         pa, _check_zp(za), m, packed.k, packed.ptr, packed.n,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
 
 
@@ -305,10 +312,12 @@ def linear_fp32_out(
     s = _check_vec(out_scale, "out_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
-    _load().eb_linear_u8_f32(
+    status = _load().eb_linear_u8_f32(
         pa, _check_zp(za), m, packed.k, packed.ptr, n, s, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
 
 
@@ -330,10 +339,12 @@ def linear_static_fp32(
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
     out = torch.empty(m, n, dtype=torch.float32)
-    _load().eb_linear_f32_static(
+    status = _load().eb_linear_f32_static(
         pa, scale, _check_zp(zp), m, packed.k, packed.ptr, n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
 
 
@@ -374,10 +385,12 @@ def linear_requant(
             f"out_zp={out_zp}"
         )
     out = torch.empty(m, n, dtype=out_dtype)
-    _load().eb_linear_u8_requant(
+    status = _load().eb_linear_u8_requant(
         pa, _check_zp(za), m, packed.k, packed.ptr, n, b, mp, sp,
         out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
 
 
@@ -434,8 +447,10 @@ def linear_dynamic(
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
-    _load().eb_linear_f32_dynamic(
+    status = _load().eb_linear_f32_dynamic(
         pa, int(per_row), m, packed.k, packed.ptr, n, ws, b,
         out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out

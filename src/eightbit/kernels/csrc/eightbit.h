@@ -49,8 +49,12 @@ void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int
 void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
 void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
 
+/* pool.c: run fn(ctx, i) for i in [0, ntasks) on up to nthreads threads (the caller included). */
+typedef void (*eb_task_fn)(void *ctx, int64_t index);
+void eb_parallel(int nthreads, int64_t ntasks, eb_task_fn fn, void *ctx);
+
 /* gemm.c */
-void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
-             const eb_epilogue *epi, int nthreads);
+int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
+            const eb_epilogue *epi, int nthreads);
 
 #endif

@@ -4,9 +4,9 @@
  * in a thread-local buffer, row stride lda pairs) and W is packed into int16 panels of 16 columns,
  * k-pairs interleaved: one vpmaddwd multiplies a broadcast (a[2k], a[2k+1]) pair with 8 columns.
  * The 6x16 microkernel keeps 12 ymm int32 accumulators; finished tiles go straight through the
- * fused epilogue (int32 store, float scale + bias, or fixed-point requantization).
+ * fused epilogue (int32 store, float scale + bias, or fixed-point requantization). Threads come
+ * from pool.c.
  */
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,10 +243,10 @@ typedef struct {
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
-    /* dynamic schedule: chunks of MC rows x nch panels, handed out by an atomic counter */
+    /* chunks of MC rows x nch panels, run by the thread pool */
     int64_t nch, chunks_n, chunks;
-    int64_t next;   /* atomic: next chunk */
     int32_t *ready; /* atomic per M block: 0 raw, 1 being prepared, 2 prepared */
+    int failed;     /* atomic: some chunk could not get scratch memory */
 } job;
 
 static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
@@ -322,25 +322,29 @@ static void ensure_rows(job *jb, int64_t mb) {
     while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != 2) _mm_pause();
 }
 
-/* Each thread takes chunks until none is left: a thread that the OS delays (the cores are shared)
- * just takes fewer, instead of holding everybody up at a static split or a barrier. */
-static void run_thread(job *jb) {
-    size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
-    int32_t *partial = jb->k2 > KC2 ? (int32_t *)scratch(1, pbytes) : NULL;
-    for (;;) {
-        int64_t c = __atomic_fetch_add(&jb->next, 1, __ATOMIC_RELAXED);
-        if (c >= jb->chunks) return;
-        int64_t mb = c / jb->chunks_n, nb = c % jb->chunks_n;
-        ensure_rows(jb, mb);
-        int64_t m1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
-        int64_t p1 = (nb + 1) * jb->nch < jb->panels ? (nb + 1) * jb->nch : jb->panels;
-        compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
+/* One chunk: MC rows x nch weight panels, all of K, epilogue included. Threads take chunks until
+ * none is left (pool.c), so a thread that the OS delays just takes fewer. */
+static void gemm_task(void *ctx, int64_t c) {
+    job *jb = (job *)ctx;
+    int32_t *partial = NULL;
+    if (jb->k2 > KC2) {
+        size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
+        partial = (int32_t *)scratch(1, pbytes);
+        if (!partial) {
+            __atomic_store_n(&jb->failed, 1, __ATOMIC_RELAXED);
+            return;
+        }
     }
+    int64_t mb = c / jb->chunks_n, nb = c % jb->chunks_n;
+    ensure_rows(jb, mb);
+    int64_t m1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
+    int64_t p1 = (nb + 1) * jb->nch < jb->panels ? (nb + 1) * jb->nch : jb->panels;
+    compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
 }
 
-void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
-             const eb_epilogue *epi, int nthreads) {
-    if (m <= 0 || n <= 0) return;
+int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
+            const eb_epilogue *epi, int nthreads) {
+    if (m <= 0 || n <= 0) return 0;
     job jb;
     jb.in = in;
     jb.m = m;
@@ -358,6 +362,7 @@ void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int
     size_t sbytes = (size_t)npad * sizeof(int32_t);
     int64_t blocks_m = (m + MC - 1) / MC;
     char *buf = (char *)scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
+    if (!buf) return -1;
     jb.a16 = (int32_t *)buf;
     int32_t *left = (int32_t *)(buf + abytes), *right = left + npad;
     jb.ready = right + npad;
@@ -382,52 +387,50 @@ void eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int
     while (jb.nch > 2 && blocks_m * ((jb.panels + jb.nch - 1) / jb.nch) < 4 * nt) jb.nch /= 2;
     jb.chunks_n = (jb.panels + jb.nch - 1) / jb.nch;
     jb.chunks = blocks_m * jb.chunks_n;
-    jb.next = 0;
-    if (nt == 1) {
-        run_thread(&jb);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    run_thread(&jb);
+    jb.failed = 0;
+    eb_parallel(nt, jb.chunks, gemm_task, &jb);
+    return jb.failed ? -1 : 0; /* a chunk fails only when scratch memory ran out */
 }
 
-/* ---------------------------------------------------------------- exported entry points */
+/* ---------------------------------------------------------------- exported entry points
+ * GEMM entry points return 0, or -1 when scratch memory could not be allocated. */
 
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
-void eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
+int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                     int64_t n, int32_t *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
     eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
-    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
 /* Static linear, uint8 input: out = float(acc) * out_scale[n] + bias[n]. */
-void eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
+int eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                       int64_t n, const float *out_scale, const float *bias, float *out,
                       int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, 1.0f, out_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
 /* Static linear, float input quantized on the fly with (scale, zp): out = float(acc) * fl(scale *
  * w_scale[n]) + bias[n]. */
-void eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, int64_t k,
+int eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, int64_t k,
                           const int8_t *packed, int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
  * are written to row_scale / row_zp (m,) unless those are NULL. */
-void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
+int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                            const int8_t *packed, int64_t n, const float *w_scale,
                            const float *bias, float *out, float *row_scale, int32_t *row_zp,
                            int nthreads) {
     if (!row_scale) { /* caller does not want them back */
         row_scale = (float *)scratch(2, (size_t)(m > 0 ? m : 1) * 8);
+        if (!row_scale) return -1;
         row_zp = (int32_t *)(row_scale + m);
     }
     eb_input in = {per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, row_scale, row_zp};
@@ -443,16 +446,16 @@ void eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         }
     }
     eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
 /* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */
-void eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
+int eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
                           const int8_t *packed, int64_t n, const int32_t *bias_i,
                           const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
                           int32_t hi, int out_signed, void *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
     eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
                      shift, out_zp, lo, hi};
-    eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
