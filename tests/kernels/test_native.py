@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 import torch
@@ -93,6 +94,38 @@ def test_thread_count_does_not_change_results():
         torch.set_num_threads(before)
     for i32, f32 in outs[1:]:
         assert torch.equal(i32, outs[0][0]) and torch.equal(f32, outs[0][1])
+
+
+def test_k_zero_gives_zero_accumulators():
+    packed = native.pack_weight(torch.zeros(5, 0, dtype=torch.int8))
+    a = torch.zeros(3, 0, dtype=torch.uint8)
+    assert torch.equal(native.gemm_u8s8_int32(a, packed, 9), torch.zeros(3, 5, dtype=torch.int32))
+    bias = torch.randn(5)
+    assert torch.equal(native.linear_fp32_out(a, 9, packed, torch.ones(5), bias), bias.expand(3, 5))
+
+
+def test_concurrent_callers_share_the_pool_safely():
+    """Python threads calling at once (ctypes drops the GIL): the pool serves one call, the others
+    run serially in their own thread; every result must be exact."""
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for m, k, n in [(1, 512, 512), (40, 300, 700), (150, 64, 90), (8, 1030, 260)]:
+        a, w = rand_u8(m, k, g), rand_w(n, k, g)
+        cases.append((a, native.pack_weight(w), ref_acc(a, w, 3)))
+    errors: list[str] = []
+
+    def work(offset: int) -> None:
+        for i in range(40):
+            a, packed, want = cases[(i + offset) % len(cases)]
+            if not torch.equal(native.gemm_u8s8_int32(a, packed, 3).long(), want):
+                errors.append(f"case {(i + offset) % len(cases)}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
 
 
 # ---------------------------------------------------------------------------- fp32 epilogue
