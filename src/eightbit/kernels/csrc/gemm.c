@@ -24,82 +24,60 @@
 
 /* ---------------------------------------------------------------- microkernel */
 
-/* acc (mr x 16) = [cin +] A[0:mr, 0:k2 pairs] * B panel; written to cout (96 int32, row-major). */
+/* One row of a tile, in assembly so that gcc neither hoists the broadcasts of all rows (it then
+ * runs out of the 16 ymm registers and spills accumulators) nor reorders them. */
+#define ROW(APTR, C0, C1)                                                                       \
+    __asm__ volatile("vpbroadcastd %[a], %%ymm13\n\t"                                            \
+                     "vpmaddwd %[b0], %%ymm13, %%ymm12\n\t"                                      \
+                     "vpmaddwd %[b1], %%ymm13, %%ymm13\n\t"                                      \
+                     "vpaddd %%ymm12, %[c0], %[c0]\n\t"                                          \
+                     "vpaddd %%ymm13, %[c1], %[c1]"                                             \
+                     : [c0] "+x"(C0), [c1] "+x"(C1)                                             \
+                     : [a] "m"(*(APTR)), [b0] "x"(b0), [b1] "x"(b1)                             \
+                     : "xmm12", "xmm13")
+
+#define LOAD_ACC(I, C0, C1)                                                                     \
+    if (mr_ > I) {                                                                              \
+        C0 = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * I)) : _mm256_setzero_si256(); \
+        C1 = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * I + 8))                      \
+                 : _mm256_setzero_si256();                                                      \
+    }
+#define STORE_ACC(I, C0, C1)                                                                    \
+    if (mr_ > I) {                                                                              \
+        _mm256_storeu_si256((__m256i *)(cout + 16 * I), C0);                                    \
+        _mm256_storeu_si256((__m256i *)(cout + 16 * I + 8), C1);                                \
+    }
+
+/* acc (mr x 16) = [cin +] A[0:mr, 0:k2 pairs] * B panel; written to cout (96 int32, row-major).
+ * Per k-pair: 2 sign-extending weight loads, mr broadcasts, 2 mr vpmaddwd, 2 mr vpaddd; the 12
+ * accumulators are named variables (gcc keeps those in registers, not arrays). */
 #define UKERNEL(MR)                                                                             \
-    static void uk##MR(int64_t k2, const int32_t *a, int64_t lda, const int8_t *b,               \
+    static void uk##MR(int64_t k2, const int32_t *a, int64_t lda, const int8_t *b,              \
                        const int32_t *cin, int32_t *cout) {                                     \
-        __m256i c0[MR], c1[MR];                                                                 \
-        for (int i = 0; i < MR; i++) {                                                          \
-            c0[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * i))                   \
-                        : _mm256_setzero_si256();                                               \
-            c1[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 16 * i + 8))               \
-                        : _mm256_setzero_si256();                                               \
-        }                                                                                       \
+        const int mr_ = MR;                                                                     \
+        __m256i x0 = _mm256_setzero_si256(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;       \
+        __m256i x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;                         \
+        LOAD_ACC(0, x0, x1) LOAD_ACC(1, x2, x3) LOAD_ACC(2, x4, x5)                             \
+        LOAD_ACC(3, x6, x7) LOAD_ACC(4, x8, x9) LOAD_ACC(5, x10, x11)                           \
         for (int64_t k = 0; k < k2; k++) {                                                      \
             __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b + 32 * k)));   \
-            __m256i b1 =                                                                        \
-                _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b + 32 * k + 16)));       \
-            for (int i = 0; i < MR; i++) {                                                      \
-                __m256i ai = _mm256_set1_epi32(a[i * lda + k]);                                 \
-                c0[i] = _mm256_add_epi32(c0[i], _mm256_madd_epi16(ai, b0));                     \
-                c1[i] = _mm256_add_epi32(c1[i], _mm256_madd_epi16(ai, b1));                     \
-            }                                                                                   \
+            __m256i b1 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(b + 32 * k + 16))); \
+            if (MR > 0) ROW(a + k, x0, x1);                                                     \
+            if (MR > 1) ROW(a + lda + k, x2, x3);                                               \
+            if (MR > 2) ROW(a + 2 * lda + k, x4, x5);                                           \
+            if (MR > 3) ROW(a + 3 * lda + k, x6, x7);                                           \
+            if (MR > 4) ROW(a + 4 * lda + k, x8, x9);                                           \
+            if (MR > 5) ROW(a + 5 * lda + k, x10, x11);                                         \
         }                                                                                       \
-        for (int i = 0; i < MR; i++) {                                                          \
-            _mm256_storeu_si256((__m256i *)(cout + 16 * i), c0[i]);                             \
-            _mm256_storeu_si256((__m256i *)(cout + 16 * i + 8), c1[i]);                         \
-        }                                                                                       \
+        STORE_ACC(0, x0, x1) STORE_ACC(1, x2, x3) STORE_ACC(2, x4, x5)                          \
+        STORE_ACC(3, x6, x7) STORE_ACC(4, x8, x9) STORE_ACC(5, x10, x11)                        \
     }
 UKERNEL(1)
 UKERNEL(2)
 UKERNEL(3)
 UKERNEL(4)
 UKERNEL(5)
-
-/* The full 6x16 tile in inline assembly: gcc hoists all six broadcasts of the intrinsic version
- * and spills accumulators. Per k-pair: 2 sign-extending weight loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. */
-#define ROW6(ADDR, C0, C1)                       \
-    "vpbroadcastd " ADDR ", %%ymm13\n\t"         \
-    "vpmaddwd %%ymm14, %%ymm13, %%ymm12\n\t"     \
-    "vpmaddwd %%ymm15, %%ymm13, %%ymm13\n\t"     \
-    "vpaddd %%ymm12, %" C0 ", %" C0 "\n\t"        \
-    "vpaddd %%ymm13, %" C1 ", %" C1 "\n\t"
-
-static void uk6(int64_t k2, const int32_t *a, int64_t lda, const int8_t *b, const int32_t *cin,
-                int32_t *cout) {
-    __m256i c[12];
-    for (int i = 0; i < 12; i++)
-        c[i] = cin ? _mm256_loadu_si256((const __m256i *)(cin + 8 * i)) : _mm256_setzero_si256();
-    __m256i x0 = c[0], x1 = c[1], x2 = c[2], x3 = c[3], x4 = c[4], x5 = c[5];
-    __m256i x6 = c[6], x7 = c[7], x8 = c[8], x9 = c[9], x10 = c[10], x11 = c[11];
-    const int32_t *a0 = a, *a3 = a + 3 * lda;
-    int64_t ldb = lda * 4;
-    for (int64_t k = 0; k < k2; k++) {
-        __asm__ volatile(
-            "vpmovsxbw (%[b]), %%ymm14\n\t"
-            "vpmovsxbw 16(%[b]), %%ymm15\n\t"
-            ROW6("(%[a0])", "0", "1")
-            ROW6("(%[a0],%[ld],1)", "2", "3")
-            ROW6("(%[a0],%[ld],2)", "4", "5")
-            ROW6("(%[a3])", "6", "7")
-            ROW6("(%[a3],%[ld],1)", "8", "9")
-            ROW6("(%[a3],%[ld],2)", "10", "11")
-            : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(x4), "+x"(x5), "+x"(x6), "+x"(x7),
-              "+x"(x8), "+x"(x9), "+x"(x10), "+x"(x11)
-            : [b] "r"(b), [a0] "r"(a0), [a3] "r"(a3), [ld] "r"(ldb)
-            : "xmm12", "xmm13", "xmm14", "xmm15", "memory");
-        a0++;
-        a3++;
-        b += 32;
-    }
-    __m256i *o = (__m256i *)cout;
-    _mm256_storeu_si256(o + 0, x0), _mm256_storeu_si256(o + 1, x1);
-    _mm256_storeu_si256(o + 2, x2), _mm256_storeu_si256(o + 3, x3);
-    _mm256_storeu_si256(o + 4, x4), _mm256_storeu_si256(o + 5, x5);
-    _mm256_storeu_si256(o + 6, x6), _mm256_storeu_si256(o + 7, x7);
-    _mm256_storeu_si256(o + 8, x8), _mm256_storeu_si256(o + 9, x9);
-    _mm256_storeu_si256(o + 10, x10), _mm256_storeu_si256(o + 11, x11);
-}
+UKERNEL(6)
 
 typedef void (*ukernel_fn)(int64_t, const int32_t *, int64_t, const int8_t *, const int32_t *,
                            int32_t *);
