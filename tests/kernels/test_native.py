@@ -307,3 +307,19 @@ def test_build_failure_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(native.NativeKernelUnavailable, match="failed"):
         native._build(target)
     assert not target.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("EIGHTBIT_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(native.NativeKernelUnavailable, match="EIGHTBIT_CACHE_DIR"):
+        native._open()
+
+
+def test_fresh_build_in_new_cache_dir(tmp_path, monkeypatch):
+    """The library builds into EIGHTBIT_CACHE_DIR under a hashed name and loads."""
+    monkeypatch.setenv("EIGHTBIT_CACHE_DIR", str(tmp_path))
+    lib = native._open()
+    assert native.library_path().exists() and native.library_path().parent == tmp_path
+    assert lib.eb_gemm_u8_i32 is not None

@@ -170,9 +170,17 @@ def _open() -> ctypes.CDLL:
     missing = {"avx2", "fma"} - _cpu_flags()
     if missing:
         raise NativeKernelUnavailable(f"CPU lacks {', '.join(sorted(missing))} (/proc/cpuinfo)")
+    if not _sources():
+        raise NativeKernelUnavailable(f"the C sources are missing from {_CSRC} (package data)")
     path = library_path()
     if not path.exists():
-        _build(path)
+        try:
+            _build(path)
+        except OSError as err:
+            raise NativeKernelUnavailable(
+                f"cannot build into {path.parent} ({err}); set EIGHTBIT_CACHE_DIR to a writable "
+                "directory"
+            ) from err
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as err:
