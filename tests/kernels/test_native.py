@@ -156,6 +156,10 @@ def test_linear_static_fp32_fuses_quantize():
     x_q = native.quantize_u8(x, scale, zp)
     out_scale = torch.tensor(scale, dtype=torch.float32) * ws
     assert torch.equal(got, native.linear_fp32_out(x_q, zp, packed, out_scale, b))
+    # a 7-bit activation range (reduce_range): the clamp happens before the GEMM
+    got7 = native.linear_static_fp32(x, scale, 60, packed, ws, b, qmin=0, qmax=127)
+    x_q7 = native.quantize_u8(x, scale, 60, 0, 127)
+    assert torch.equal(got7, native.linear_fp32_out(x_q7, 60, packed, out_scale, b))
 
 
 # ---------------------------------------------------------------------------- requantization

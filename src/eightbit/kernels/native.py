@@ -138,7 +138,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_quantize_u8_rows": "pllppp",
     "eb_gemm_u8_i32": "pillplpi",
     "eb_linear_u8_f32": "pillplpppi",
-    "eb_linear_f32_static": "pfillplpppi",
+    "eb_linear_f32_static": "pfiiillplpppi",
     "eb_linear_f32_dynamic": "pillplpppppi",
     "eb_linear_u8_requant": "pillplpppiiiipi",
 }
@@ -336,19 +336,24 @@ def linear_static_fp32(
     packed: PackedWeight,
     w_scale: Tensor,
     bias: Tensor | None = None,
+    qmin: int = 0,
+    qmax: int = 255,
 ) -> Tensor:
-    """Fused static linear, float32 in and out: quantize ``x`` (M, K) with ``(scale, zp)`` as
-    :func:`quantize_u8` does, INT8 GEMM, then ``fl(fl(float(acc) * fl(scale * w_scale[n])) +
-    bias[n])``. The uint8 activations are never written to memory."""
+    """Fused static linear, float32 in and out: quantize ``x`` (M, K) with ``(scale, zp)`` and
+    clamp to ``[qmin, qmax]`` as :func:`quantize_u8` does, INT8 GEMM, then
+    ``fl(fl(float(acc) * fl(scale * w_scale[n])) + bias[n])``. The uint8 activations are never
+    written to memory."""
     m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 <= qmin <= qmax <= 255:
+        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
-        pa, scale, _check_zp(zp), m, packed.k, packed.ptr, n, ws, b,
+        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr, n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:

@@ -237,7 +237,7 @@ static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
         } else {
             const float *x = (const float *)in->x + r * k;
             float s = in->scale;
-            int32_t z = in->zp;
+            int32_t z = in->zp, qmin = 0, qmax = 255;
             if (in->kind == EB_IN_F32_ROW) {
                 float lo = 0.0f, hi = 0.0f;
                 if (k > 0) eb_row_minmax(x, k, &lo, &hi);
@@ -248,7 +248,11 @@ static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
                 s = in->row_scale[r];
                 z = in->row_zp[r];
             }
-            eb_quantize_row_i16(x, k, s, z, dst);
+            if (in->kind == EB_IN_F32_STATIC) {
+                qmin = in->qmin;
+                qmax = in->qmax;
+            }
+            eb_quantize_row_i16(x, k, s, z, qmin, qmax, dst);
         }
     }
 }
@@ -376,7 +380,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int6
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
 int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                     int64_t n, int32_t *out, int nthreads) {
-    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
     return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
@@ -385,17 +389,18 @@ int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int
 int eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
                       int64_t n, const float *out_scale, const float *bias, float *out,
                       int nthreads) {
-    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, 1.0f, out_scale, bias, NULL, NULL, NULL, 0, 0, 0};
     return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
 
-/* Static linear, float input quantized on the fly with (scale, zp): out = float(acc) * fl(scale *
+/* Static linear, float input quantized on the fly with (scale, zp, [qmin, qmax]): out = float(acc) * fl(scale *
  * w_scale[n]) + bias[n]. */
-int eb_linear_f32_static(const float *x, float scale, int32_t zp, int64_t m, int64_t k,
+int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                         int64_t m, int64_t k,
                           const int8_t *packed, int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
-    eb_input in = {EB_IN_F32_STATIC, x, zp, scale, NULL, NULL};
+    eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
     return eb_gemm(&in, m, k, packed, n, &e, nthreads);
 }
@@ -411,7 +416,8 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         if (!row_scale) return -1;
         row_zp = (int32_t *)(row_scale + m);
     }
-    eb_input in = {per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, row_scale, row_zp};
+    eb_input in = {
+        per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, 0, 255, row_scale, row_zp};
     if (!per_row && m > 0) {
         float lo = 0.0f, hi = 0.0f;
         if (k > 0) eb_row_minmax(x, m * k, &lo, &hi);
@@ -432,7 +438,7 @@ int eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
                           const int8_t *packed, int64_t n, const int32_t *bias_i,
                           const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
                           int32_t hi, int out_signed, void *out, int nthreads) {
-    eb_input in = {EB_IN_U8, a, za, 1.0f, NULL, NULL};
+    eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
                      shift, out_zp, lo, hi};
     return eb_gemm(&in, m, k, packed, n, &e, nthreads);

@@ -62,19 +62,27 @@ static inline float quant1(float x, float s, float z) {
     return r < 255.0f ? r : 255.0f;
 }
 
-/* x (k,) -> int16 (q - zp), padded with one zero when k is odd. */
-void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int16_t *dst) {
+/* x (k,) -> int16 (q - zp) with q clamped to [qmin, qmax], padded with one zero when k is odd. */
+void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int32_t qmin,
+                         int32_t qmax, int16_t *dst) {
     __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps((float)zp);
+    __m256 lo = _mm256_set1_ps((float)qmin), hi = _mm256_set1_ps((float)qmax);
     __m256i vz = _mm256_set1_epi32(zp);
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
-        __m256i q0 = _mm256_sub_epi32(_mm256_cvtps_epi32(quant8(_mm256_loadu_ps(x + i), s, z)), vz);
-        __m256i q1 =
-            _mm256_sub_epi32(_mm256_cvtps_epi32(quant8(_mm256_loadu_ps(x + i + 8), s, z)), vz);
+        __m256 r0 = _mm256_min_ps(_mm256_max_ps(quant8(_mm256_loadu_ps(x + i), s, z), lo), hi);
+        __m256 r1 = _mm256_min_ps(_mm256_max_ps(quant8(_mm256_loadu_ps(x + i + 8), s, z), lo), hi);
+        __m256i q0 = _mm256_sub_epi32(_mm256_cvtps_epi32(r0), vz);
+        __m256i q1 = _mm256_sub_epi32(_mm256_cvtps_epi32(r1), vz);
         __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
         _mm256_storeu_si256((__m256i *)(dst + i), p);
     }
-    for (; i < k; i++) dst[i] = (int16_t)((int32_t)quant1(x[i], scale, (float)zp) - zp);
+    for (; i < k; i++) {
+        float r = quant1(x[i], scale, (float)zp);
+        r = r > (float)qmin ? r : (float)qmin;
+        r = r < (float)qmax ? r : (float)qmax;
+        dst[i] = (int16_t)((int32_t)r - zp);
+    }
     if (k & 1) dst[k] = 0;
 }
 
