@@ -1,11 +1,17 @@
 /* eightbit INT8 GEMM driver and microkernel (AVX2, exact).
  *
  * C[m, n] = sum_k A16[m, k] * W[n, k] where A16 = a - zero_point as int16 (prepared once per call
- * in a thread-local buffer, row stride lda pairs) and W is packed into int16 panels of 16 columns,
- * k-pairs interleaved: one vpmaddwd multiplies a broadcast (a[2k], a[2k+1]) pair with 8 columns.
- * The 6x16 microkernel keeps 12 ymm int32 accumulators; finished tiles go straight through the
- * fused epilogue (int32 store, float scale + bias, or fixed-point requantization). Threads come
- * from pool.c.
+ * in a thread-local buffer, row stride lda pairs) and W is packed as int8 panels of 16 columns,
+ * k-pairs interleaved, sign-extended to int16 on load: one vpmaddwd multiplies a broadcast
+ * (a[2k], a[2k+1]) pair with 8 columns, exactly. The 6x16 microkernel keeps 12 ymm int32
+ * accumulators; K is blocked by KC2 pairs (partial sums in a per-thread buffer), M by MC rows,
+ * N by NCP panels. Finished tiles go straight through the fused epilogue (int32 store, float
+ * scale + bias, or fixed-point requantization). Threads come from pool.c.
+ *
+ * Why not vpmaddubsw (u8 x s8, 32 products per instruction, what MLAS and fbgemm use): its int16
+ * pair sums saturate for 8-bit activations. Every exact variant measured here (sign tricks,
+ * splitting activations or weights) needs as many multiply-port instructions per product as
+ * vpmaddwd on int16, which is also what this Zen 3 core issues at two per cycle.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +19,7 @@
 #include "eightbit.h"
 
 #ifndef KC2
-#define KC2 256 /* k-pairs per K block (16 KiB weight micro-panel) */
+#define KC2 256 /* k-pairs per K block (8 KiB int8 weight micro-panel, stays in L1) */
 #endif
 #ifndef MC
 #define MC 72 /* rows per M block */
