@@ -9,9 +9,10 @@
  * scale + bias, or fixed-point requantization). Threads come from pool.c.
  *
  * Why not vpmaddubsw (u8 x s8, 32 products per instruction, what MLAS and fbgemm use): its int16
- * pair sums saturate for 8-bit activations. Every exact variant measured here (sign tricks,
- * splitting activations or weights) needs as many multiply-port instructions per product as
- * vpmaddwd on int16, which is also what this Zen 3 core issues at two per cycle.
+ * pair sums saturate for 8-bit activations. The exact variants considered (the vpsignb trick on
+ * activations shifted by 128, splitting activations or weights into 7-bit parts) all need at
+ * least as many multiply-port instructions per product as vpmaddwd on int16 (two per cycle on
+ * Zen 3), plus extra shuffles; an attempt for M = 1 measured no faster.
  */
 #include <stdlib.h>
 #include <string.h>
