@@ -9,7 +9,8 @@
  * Protocol: a call publishes (fn, ctx, ntasks) and a new generation g; the next task index lives
  * with g in one 64-bit word, so a task is claimed by a compare-and-swap that fails for a stale
  * generation. The call's data is read by a worker only after a successful claim, and the call
- * cannot return before that task is done. Workers spin briefly, then sleep on a futex.
+ * cannot return before that task is done. Idle workers poll briefly (yielding the core to other
+ * runnable threads after a few microseconds), then sleep on a futex.
  */
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -25,7 +26,8 @@
 #include "eightbit.h"
 
 #define MAX_WORKERS 63
-#define SPIN_NS 50000 /* how long an idle worker spins before it sleeps */
+#define SPIN_NS 50000 /* how long an idle worker polls before it sleeps on the futex */
+#define YIELD_NS 5000 /* after this, it yields the core between polls */
 
 static struct {
     pthread_mutex_t lock; /* one parallel call at a time; a concurrent call runs serially */
@@ -84,7 +86,10 @@ static void *worker(void *arg) {
         int spins = 0;
         while ((g = __atomic_load_n(&P.gen, __ATOMIC_SEQ_CST)) == seen) {
             _mm_pause();
-            if (++spins % 64 || now_ns() - start < SPIN_NS) continue;
+            if (++spins % 64) continue;
+            double idle = now_ns() - start;
+            if (idle > YIELD_NS) sched_yield(); /* let other runnable threads have this core */
+            if (idle < SPIN_NS) continue;
             __atomic_fetch_add(&P.sleepers, 1, __ATOMIC_SEQ_CST);
             if (__atomic_load_n(&P.gen, __ATOMIC_SEQ_CST) == seen)
                 syscall(SYS_futex, &P.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
