@@ -2,8 +2,10 @@
 
 Usage: ``python bench/native_kernel_probe.py [--threads 2] [--repeats 5] [--shapes M,K,N ...]``.
 Each timing is the median of ``--repeats`` rounds; within a round every contender runs for
-``--seconds`` back to back, so background load hits them alike. Prints one line per shape with
-speed ratios against torch FP32 ``F.linear`` and the geometric mean over M >= 32.
+``--seconds`` back to back, so background load hits them alike. ``--cpu-time`` (single thread
+only) times with the process CPU clock, which does not count the time the OS gives other
+processes: the fairest kernel-against-kernel comparison on a shared machine. Prints one line per
+shape with speed ratios against torch FP32 ``F.linear`` and the geometric mean over M >= 32.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ DEFAULT_M = (1, 8, 32, 128, 512, 2048)
 DEFAULT_KN = ((512, 512), (512, 2048), (2048, 512), (768, 3072), (3072, 768))
 
 
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def _time(fn: Callable[[], object], seconds: float) -> float:
     fn()
     fn()
-    count, start = 0, time.perf_counter()
+    count, start = 0, CLOCK()
     while True:
         fn()
         count += 1
-        elapsed = time.perf_counter() - start
+        elapsed = CLOCK() - start
         if elapsed >= seconds:
             return elapsed / count
 
@@ -112,7 +117,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.1)
     parser.add_argument("--shapes", nargs="*", help="M,K,N triples (default: the issue's grid)")
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU clock (1 thread)")
     args = parser.parse_args()
+    if args.cpu_time:
+        if args.threads != 1:
+            parser.error("--cpu-time needs --threads 1")
+        global CLOCK
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
