@@ -13,6 +13,7 @@ the metadata, and every tensor is checked for name, dtype and shape before it is
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import os
 import shutil
@@ -101,11 +102,14 @@ def save(
     path: str | os.PathLike[str],
     extra: dict[str, Any] | None = None,
     write_files: Callable[[Path], object] | None = None,
+    derived: tuple[str, ...] = (),
 ) -> Path:
     """Save a quantized model to directory ``path`` atomically (all or nothing).
 
     ``extra`` is stored under ``"extra"`` in the metadata (e.g. calibration details);
     ``write_files(directory)`` may add files that belong with the model (e.g. a tokenizer).
+    ``derived``: glob patterns of state-dict keys the architecture rebuilds by itself (e.g.
+    sinusoidal position tables); they are not stored.
     """
     target = Path(path)
     if target.exists() and (
@@ -115,7 +119,12 @@ def save(
             f"{target}: exists and is not an eightbit model directory; refusing to overwrite it"
         )
     modules = {name: rec for name, m in model.named_modules() if (rec := _module_record(m))}
-    tensors, aliases = _dedupe(model.state_dict())
+    state = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not any(fnmatch.fnmatchcase(k, p) for p in derived)
+    }
+    tensors, aliases = _dedupe(state)
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -128,6 +137,7 @@ def save(
             for k, v in tensors.items()
         },
         "extra": extra or {},
+        "derived": list(derived),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -295,10 +305,14 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
                 f"{state[name].dtype} {list(state[name].shape)}"
             )
     result = skeleton.load_state_dict(tensors, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
+    derived = metadata.get("derived", [])
+    missing = [
+        k for k in result.missing_keys if not any(fnmatch.fnmatchcase(k, str(p)) for p in derived)
+    ]
+    if missing or result.unexpected_keys:
         raise ModelFormatError(
             f"{directory}: weights do not fit the architecture (missing "
-            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
+            f"{missing[:5]}, unexpected {result.unexpected_keys[:5]})"
         )
     skeleton._eightbit_config = _config_from_metadata(metadata.get("quantization", {}))
     skeleton.eval()

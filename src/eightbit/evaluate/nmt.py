@@ -22,8 +22,13 @@ from eightbit.config import DYNAMIC, QuantConfig
 from eightbit.evaluate.metrics import translation_scores
 from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
-from eightbit.io import save
-from eightbit.models.marian import calibration_batches, calibration_run, load_marian, translate
+from eightbit.models.marian import (
+    calibration_batches,
+    calibration_run,
+    load_marian,
+    save_translation_model,
+    translate,
+)
 from eightbit.transform import quantize
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,7 @@ def run_nmt_eval(
         )
         quantize_seconds = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
-            size_mb = directory_size_mb(save(int8, Path(tmp) / "int8"))
+            size_mb = directory_size_mb(save_translation_model(int8, tokenizer, Path(tmp) / "int8"))
         row = {
             "method": method,
             **_evaluate(int8, tokenizer, test, config),

@@ -25,6 +25,10 @@ from eightbit.progress import progress as progress_bar
 log = logging.getLogger(__name__)
 
 
+# sinusoidal position tables: rebuilt from the config, so never stored
+DERIVED_TENSORS = ("*embed_positions.weight",)
+
+
 class ModelLoadError(EightbitError):
     """A checkpoint directory is missing files or does not hold a Marian model."""
 
@@ -85,7 +89,9 @@ def save_translation_model(
     """Save an INT8 Marian model with its tokenizer, atomically."""
     from eightbit.io import save
 
-    return save(model, path, extra=extra, write_files=tokenizer.save_pretrained)
+    return save(
+        model, path, extra=extra, write_files=tokenizer.save_pretrained, derived=DERIVED_TENSORS
+    )
 
 
 @dataclass(frozen=True)
@@ -119,13 +125,18 @@ def _batches(
 def generate_batch(
     model: nn.Module, batch: dict[str, Tensor], beam: int, max_new_tokens: int
 ) -> Tensor:
-    """Token ids (batch, 1 + generated) from HF ``generate`` with its KV cache."""
+    """Token ids (batch, 1 + generated) from HF ``generate`` with its KV cache.
+
+    ``forced_eos_token_id`` is switched off: forcing EOS at the length limit would hide the
+    failure this toolkit must show (a decoder that never emits EOS on its own).
+    """
     return model.generate(
         **batch,
         num_beams=beam,
         do_sample=False,
         max_new_tokens=max_new_tokens,
         early_stopping=True if beam > 1 else None,
+        forced_eos_token_id=None,
     )
 
 
@@ -150,7 +161,7 @@ def translate(
             limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
             ids = generate_batch(model, enc, beam, limit)
             texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            hit = [(row != eos).all().item() and len(row) - 1 >= limit for row in ids]
+            hit = [not bool((row[1:] == eos).any()) for row in ids]
             outputs.append(
                 [Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)]
             )

@@ -1,0 +1,111 @@
+"""The Marian adapter end to end on a tiny model built from a config and a local vocabulary."""
+
+import json
+
+import pytest
+import torch
+
+import eightbit
+from eightbit.config import QuantConfig
+from eightbit.evaluate.nmt import NmtEvalConfig, run_nmt_eval, write_reports
+from eightbit.models.marian import (
+    ModelLoadError,
+    calibration_batches,
+    calibration_run,
+    load_marian,
+    load_translation_model,
+    save_translation_model,
+    translate,
+)
+from eightbit.models.marian_build import (
+    MarianArchitecture,
+    build_model,
+    train_sentencepiece,
+    write_tokenizer_files,
+)
+from eightbit.nn import QuantLinear
+from eightbit.training.seq2seq import export
+
+PAIRS = [
+    (f"the {a} sees the {b} {i}", f"el {a} ve el {b} {i}")
+    for i in range(20)
+    for a, b in (("man", "dog"), ("woman", "house"))
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("marian")
+    spm = train_sentencepiece([s for p in PAIRS for s in p], root / "spm", 90)
+    tokenizer = write_tokenizer_files(spm, root / "tok")
+    torch.manual_seed(0)
+    model = build_model(
+        len(tokenizer),
+        MarianArchitecture(
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            attention_heads=2,
+            ffn_dim=64,
+            max_positions=40,
+            dropout=0.0,
+        ),
+    )
+    export(model.eval(), tokenizer, root / "model")
+    return root / "model"
+
+
+def test_quantize_save_load_translate(model_dir, tmp_path):
+    model, tokenizer = load_marian(model_dir)
+    calib = calibration_batches(model, tokenizer, [s for s, _ in PAIRS[:10]], progress=False)
+    assert all(b["decoder_attention_mask"].shape != b["attention_mask"].shape for b in calib)
+    int8 = eightbit.quantize(
+        model, calib, QuantConfig(method="kl-independent"), run=calibration_run, progress=False
+    )
+    assert isinstance(int8.model.encoder.layers[0].fc1, QuantLinear)
+    path = save_translation_model(int8, tokenizer, tmp_path / "int8")
+    meta = json.loads((path / "eightbit.json").read_text())
+    assert not any("embed_positions" in k for k in meta["tensors"]), "rebuilt, not stored"
+    loaded, loaded_tok = load_translation_model(path)
+    sources = [s for s, _ in PAIRS[:6]]
+    first = translate(int8, tokenizer, sources, progress=False)
+    again = translate(loaded, loaded_tok, sources, progress=False)
+    assert [t.text for t in first] == [t.text for t in again]
+
+
+def test_untrained_model_runs_to_the_length_limit_and_is_flagged(model_dir):
+    model, tokenizer = load_marian(model_dir)
+    outputs = translate(model, tokenizer, [s for s, _ in PAIRS[:8]], progress=False)
+    # a random decoder rarely emits EOS: the flag must see it (forced EOS is switched off)
+    assert sum(o.hit_length_limit for o in outputs) >= 6
+
+
+def test_demo_pipeline_writes_reports(model_dir, tmp_path):
+    config = NmtEvalConfig(
+        model_dir=model_dir,
+        methods=("minmax", "dynamic"),
+        calibration_size=6,
+        test_size=5,
+        progress=False,
+    )
+    report = run_nmt_eval(config, PAIRS, PAIRS[-5:])
+    assert [r["method"] for r in report["int8"]] == ["minmax", "dynamic"]
+    assert report["best"] == "minmax"
+    for r in report["int8"]:
+        assert {"bleu", "chrf", "eos_failure_rate", "size_mb"} <= set(r)
+        assert r["size_mb"] < report["fp32"]["size_mb"]
+    paths = write_reports(report, tmp_path / "reports")
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert paths[-1].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tokenizer_that_does_not_fit_the_model_is_rejected(model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    vocab = json.loads((broken / "vocab.json").read_text())
+    vocab.update({f"extra{i}": len(vocab) + i for i in range(50)})
+    (broken / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(ModelLoadError, match="do not belong together"):
+        load_marian(broken)
