@@ -22,8 +22,8 @@ bench: $(STAMP)
 	$(BIN)/eightbit bench kernels --json bench/results/kernels.json --markdown bench/results/kernels.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
