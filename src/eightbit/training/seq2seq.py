@@ -13,10 +13,11 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from eightbit.data.batching import pack_by_tokens
+from eightbit.errors import EightbitError
 from eightbit.progress import progress as progress_bar
 from eightbit.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -32,6 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` in the run directory).
+
+    ``batch_tokens`` is a padded-token budget per batch (``sentences x longest``, source or
+    target); ``warmup_steps`` the linear warm-up before the inverse-square-root decay;
+    ``checkpoint_minutes`` the longest stretch of work an interruption can lose.
+    """
+
     run_dir: Path
     export_dir: Path | None = None
     vocab_size: int = 8000
@@ -269,44 +278,107 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
 
 
+# Settings that shape the optimization trajectory: a resumed run must keep them, or the saved data
+# position (epoch, batch) and learning-rate schedule would no longer mean the same thing.
+TRAJECTORY_FIELDS = frozenset(
+    {
+        "vocab_size",
+        "batch_tokens",
+        "max_length",
+        "learning_rate",
+        "warmup_steps",
+        "label_smoothing",
+        "clip_norm",
+        "weight_decay",
+        "seed",
+    }
+)
+_CLI_FIELDS = tuple(f for f in fields(TrainConfig) if f.name not in ("run_dir", "export_dir"))
+CONFIG_FILE = "config.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eightbit.training.seq2seq",
+        description="Train the Marian EN->ES model on the shipped corpus (resumable).",
+    )
+    parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints and logs")
+    parser.add_argument(
+        "--export",
+        dest="export_dir",
+        type=Path,
+        help="where the best model (by dev BLEU) goes, in Hugging Face format "
+        "(default: RUN_DIR/export)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from RUN_DIR/checkpoint with the run's saved settings",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for field in _CLI_FIELDS:
+        if field.name == "progress":
+            continue
+        kind = int if field.default is None else type(field.default)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"default: {field.default}",
+        )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: defaults, then (with ``--resume``) the saved ones, then the CLI.
+
+    A resumed run refuses a changed :data:`TRAJECTORY_FIELDS` setting instead of silently
+    continuing with a different schedule or batching.
+    """
+    values: dict[str, Any] = {f.name: f.default for f in _CLI_FIELDS}
+    values["export_dir"] = None
+    saved_path = args.run_dir / CONFIG_FILE
+    saved = json.loads(saved_path.read_text()) if args.resume and saved_path.is_file() else None
+    if saved:  # a step limit is for one invocation (a test, a time slot), not for the run
+        values.update({k: v for k, v in saved.items() if k in values and k != "max_steps"})
+    for name in values:
+        given = getattr(args, name, None)
+        if given is None:
+            continue
+        if saved and name in TRAJECTORY_FIELDS and given != values[name]:
+            raise EightbitError(
+                f"--{name.replace('_', '-')} {given}: the run in {args.run_dir} was started with "
+                f"{values[name]}; a resumed run keeps its settings (start a new run instead)"
+            )
+        values[name] = given
+    values["progress"] = not args.quiet
+    values["export_dir"] = Path(values["export_dir"] or args.run_dir / "export")
+    return TrainConfig(run_dir=args.run_dir, **values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: ``python -m eightbit.training.seq2seq --run-dir DIR [...]``."""
     from eightbit.data.corpus import load_parallel_corpus
 
-    parser = argparse.ArgumentParser(description="Train the Marian EN->ES model (resumable).")
-    parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints and logs")
-    parser.add_argument("--export", type=Path, help="export the best model (by dev BLEU) here")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    for field in (
-        "batch_tokens",
-        "max_epochs",
-        "max_steps",
-        "eval_every",
-        "warmup_steps",
-        "seed",
-        "threads",
-    ):
-        parser.add_argument(
-            f"--{field.replace('_', '-')}", type=int, default=getattr(TrainConfig, field, None)
-        )
-    parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
-    parser.add_argument("--quiet", action="store_true")
+    parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = TrainConfig(
-        run_dir=args.run_dir,
-        export_dir=args.export,
-        batch_tokens=args.batch_tokens,
-        max_epochs=args.max_epochs,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
-        threads=args.threads,
-        learning_rate=args.learning_rate,
-        progress=not args.quiet,
-    )
-    (config.run_dir).mkdir(parents=True, exist_ok=True)
-    (config.run_dir / "config.json").write_text(json.dumps(asdict(config), default=str, indent=1))
+    try:
+        config = config_from_args(args)
+    except EightbitError as err:
+        parser.error(str(err))
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(),
+        logging.FileHandler(config.run_dir / "train.log", encoding="utf-8"),
+    ]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    staged = config.run_dir / f".{CONFIG_FILE}.tmp"
+    staged.write_text(json.dumps(asdict(config), default=str, indent=1))
+    os.replace(staged, config.run_dir / CONFIG_FILE)
+    log.info("settings: %s", json.dumps(asdict(config), default=str))
     train(config, load_parallel_corpus("train"), load_parallel_corpus("dev"), resume=args.resume)
     return 0
 
