@@ -46,6 +46,8 @@ def save_checkpoint(
         save_file(model_state, str(staging / MODEL_FILE))
         opt_tensors, opt_meta = _optimizer_tensors(optimizer)
         opt_tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():  # dropout on a GPU draws from the device's generator
+            opt_tensors["rng.cuda"] = torch.cuda.get_rng_state()
         save_file(opt_tensors, str(staging / OPTIMIZER_FILE))
         (staging / STATE_FILE).write_text(json.dumps({**progress, "optimizer": opt_meta}, indent=1))
         old = target.with_name(f".{target.name}.old")
@@ -69,6 +71,9 @@ def load_checkpoint(
     model.load_state_dict(load_file(str(path / MODEL_FILE)))
     tensors = load_file(str(path / OPTIMIZER_FILE))
     torch.set_rng_state(tensors.pop("rng.torch"))
+    cuda_rng = tensors.pop("rng.cuda", None)
+    if cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda_rng)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
