@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -122,20 +121,6 @@ def calibrate(
     if seen == 0:
         raise CalibrationError("the calibration set is empty; expected at least one batch")
     return seen
-
-
-@contextmanager
-def observers_paused(model: nn.Module) -> Iterator[None]:
-    """Within the block, fake-quant modules record no statistics (e.g. during generation)."""
-    modules = [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
-    previous = [m.observe for m in modules]
-    for m in modules:
-        m.observe = False
-    try:
-        yield
-    finally:
-        for m, flag in zip(modules, previous, strict=True):
-            m.observe = flag
 
 
 def _default_run(model: nn.Module, batch: Any) -> object:

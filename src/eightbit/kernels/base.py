@@ -169,9 +169,3 @@ def embedding_gather(weight_q: Tensor, row_scale: Tensor, ids: Tensor) -> Tensor
     rows = weight_q.index_select(0, flat)  # (n, dim) int8
     scales = row_scale.index_select(0, flat).unsqueeze(1)  # (n, 1)
     return (rows.float() * scales).reshape(*ids.shape, weight_q.shape[1])
-
-
-def flatten_rows(x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-    """(..., K) -> contiguous (M, K) plus the leading shape to restore."""
-    lead = tuple(x.shape[:-1])
-    return x.reshape(-1, x.shape[-1]).contiguous(), lead
