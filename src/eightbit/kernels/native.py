@@ -4,12 +4,13 @@ Exact u8 x s8 -> int32 arithmetic on AVX2 CPUs without VNNI. ``vpmaddubsw`` (u8 
 pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
 int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
 weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once (still int8,
-sign-extended on load) into panels of 16 columns with k-pairs interleaved; a 6x16
-register-blocked microkernel (12 ymm accumulators) feeds fused epilogues (int32 store, float scale + bias, or gemmlowp fixed-point requantization,
-Jacob et al. 2018), so the output is written once. Work is cut into chunks (72 rows x up to 256
-columns) that ``torch.get_num_threads()`` threads take from a shared counter (``csrc/pool.c``: the
-caller works too and never waits for a worker that the OS has not scheduled, which matters on
-cores shared with other processes); results do not depend on the thread count.
+sign-extended on load) into panels of 16 columns with k-pairs interleaved; a 6x16 register-blocked
+microkernel (12 ymm accumulators) feeds fused epilogues (int32 store, float scale + bias, or
+gemmlowp fixed-point requantization, Jacob et al. 2018), so the output is written once. Work is
+cut into chunks (72 rows x up to 256 columns) that ``torch.get_num_threads()`` threads take from a
+shared counter (``csrc/pool.c``: the caller works too and never waits for a worker that the OS has
+not scheduled, which matters on cores shared with other processes); results do not depend on the
+thread count.
 
 Exactness: the int32 accumulators are exact for ``K <= 66000``; ``quantize_u8`` and the per-row
 parameters of :func:`quantize_u8_per_row` equal :func:`eightbit.core.ops.quantize` and
