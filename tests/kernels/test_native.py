@@ -327,3 +327,38 @@ def test_fresh_build_in_new_cache_dir(tmp_path, monkeypatch):
     lib = native._open()
     assert native.library_path().exists() and native.library_path().parent == tmp_path
     assert lib.eb_gemm_u8_i32 is not None
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 17), (64, 5), (513, 300), (2048, 64)])
+def test_single_row_path_equals_tile_path(k, n):
+    """M = 1 runs a separate GEMV (vpmaddubsw with the sign trick); it must agree bit for bit
+    with the tiled path that the same row takes inside a larger M."""
+    g = torch.Generator().manual_seed(k * 31 + n)
+    a, w = rand_u8(1, k, g), rand_w(n, k, g)
+    a[0, : min(k, 4)] = torch.tensor([0, 255, 128, 127][: min(k, 4)], dtype=torch.uint8)
+    packed = native.pack_weight(w)
+    two = torch.cat([a, a])  # the same row twice: the 2-row tile kernel
+    for za in (0, 128, 255):
+        assert torch.equal(native.gemm_u8s8_int32(a, packed, za)[0], ref_acc(a, w, za)[0].int())
+        assert torch.equal(native.gemm_u8s8_int32(two, packed, za)[0], ref_acc(a, w, za)[0].int())
+    scale, bias = torch.rand(n, generator=g), torch.randn(n, generator=g)
+    assert torch.equal(
+        native.linear_fp32_out(a, 77, packed, scale, bias)[0],
+        native.linear_fp32_out(two, 77, packed, scale, bias)[0],
+    )
+    m0 = torch.randint(2**30, 2**31 - 1, (n,), generator=g, dtype=torch.int32)
+    shift = torch.randint(-3, 40, (n,), generator=g, dtype=torch.int32)
+    for dtype, zp, lo, hi in ((torch.uint8, 5, 0, 255), (torch.int8, -3, -128, 127)):
+        one = native.linear_requant(a, 9, packed, None, m0, shift, zp, lo, hi, dtype)
+        both = native.linear_requant(two, 9, packed, None, m0, shift, zp, lo, hi, dtype)
+        assert torch.equal(one[0], both[0])
+    x = torch.randn(1, k, generator=g)
+    x2 = torch.cat([x, x])
+    assert torch.equal(
+        native.linear_dynamic(x, packed, scale, bias)[0],
+        native.linear_dynamic(x2, packed, scale, bias)[0],
+    )
+    assert torch.equal(
+        native.linear_static_fp32(x, 0.01, 120, packed, scale, bias, 0, 200)[0],
+        native.linear_static_fp32(x2, 0.01, 120, packed, scale, bias, 0, 200)[0],
+    )

@@ -255,8 +255,9 @@ def _check_zp(zp: int, name: str = "zero point") -> int:
 class PackedWeight:
     """int8 weights (N, K) packed for the native kernel.
 
-    ``data``: int8 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded); ``colsum``: (N,)
-    int32 column sums ``sum_k w[n, k]`` (for zero-point corrections elsewhere).
+    ``data``: int8 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded), followed by the int32
+    column sums ``sum_k w[n, k]`` padded to whole panels (the M = 1 path needs them);
+    ``colsum``: a (N,) int32 view of those sums.
     """
 
     data: Tensor
@@ -275,11 +276,12 @@ def pack_weight(w: Tensor) -> PackedWeight:
     n, k = w.shape
     if k > MAX_K:
         raise ValueError(f"in_features {k} > {MAX_K}: int32 accumulators could overflow")
-    size = ((n + 15) // 16) * ((k + 1) // 2) * 32
-    data = torch.empty(size + 64, dtype=torch.int8)
+    panels = (n + 15) // 16
+    size = panels * ((k + 1) // 2) * 32  # a multiple of 32: the sums that follow stay aligned
+    data = torch.empty(size + panels * 64 + 64, dtype=torch.int8)
     offset = -data.data_ptr() % 64  # 64-byte aligned panels inside an over-allocated buffer
-    data = data[offset : offset + size]
-    colsum = torch.empty(n, dtype=torch.int32)
+    data = data[offset : offset + size + panels * 64]
+    colsum = data[size:].view(torch.int32)[:n]
     _load().eb_pack_weight(w.data_ptr(), n, k, data.data_ptr(), colsum.data_ptr())
     return PackedWeight(data, colsum, n, k)
 

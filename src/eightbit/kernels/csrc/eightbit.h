@@ -8,6 +8,7 @@
 #define EIGHTBIT_H
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define EB_NR 16 /* output columns per packed weight panel (two ymm of int32) */
@@ -56,7 +57,20 @@ typedef void (*eb_task_fn)(void *ctx, int64_t index);
 void eb_parallel(int nthreads, int64_t ntasks, eb_task_fn fn, void *ctx);
 
 /* gemm.c */
+void *eb_scratch(int slot, size_t bytes);
+int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *left,
+                    int32_t *right);
+void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
+                      int nr, const int32_t *left, const int32_t *right, int vec_requant);
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
             const eb_epilogue *epi, int nthreads);
+
+/* gemv.c */
+int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
+            const eb_epilogue *epi, int nthreads);
+
+/* quant.c, exported */
+void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,
+                    int32_t qmax, uint8_t *out);
 
 #endif

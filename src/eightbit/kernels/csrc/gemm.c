@@ -155,7 +155,7 @@ static int32_t requant1(int32_t acc, const eb_epilogue *e, int64_t j) {
 }
 
 /* Apply the epilogue to an mr x nr tile at (row, col); c is 6 x 16 int32 row-major. */
-static void epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
+void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                           int nr, const int32_t *left, const int32_t *right, int vec_requant) {
     int64_t n = e->n;
     for (int i = 0; i < mr; i++) {
@@ -207,11 +207,11 @@ static void epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, i
 
 /* Per-thread buffers that only grow: slot 0 holds the prepared A rows of a call (owned by the
  * calling thread), slot 1 the K-blocking partial sums of each worker, slot 2 per-row activation
- * parameters of dynamic calls (calling thread). */
-static __thread void *tls_buf[3] = {NULL, NULL, NULL};
-static __thread size_t tls_cap[3] = {0, 0, 0};
+ * parameters of dynamic calls (calling thread), slot 3 the activation vectors of gemv.c. */
+static __thread void *tls_buf[4] = {NULL, NULL, NULL, NULL};
+static __thread size_t tls_cap[4] = {0, 0, 0, 0};
 
-static void *scratch(int slot, size_t bytes) {
+void *eb_scratch(int slot, size_t bytes) {
     if (bytes > tls_cap[slot]) {
         free(tls_buf[slot]);
         tls_cap[slot] = (bytes + 4095) & ~(size_t)4095;
@@ -290,7 +290,7 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
                         if (last) {
                             int64_t col = jr * 16;
                             int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
-                            epilogue_tile(jb->epi, tile, ir, col, mr, nr, jb->left, jb->right,
+                            eb_epilogue_tile(jb->epi, tile, ir, col, mr, nr, jb->left, jb->right,
                                           jb->vec_requant);
                         }
                     }
@@ -321,7 +321,7 @@ static void gemm_task(void *ctx, int64_t c) {
     int32_t *partial = NULL;
     if (jb->k2 > KC2) {
         size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
-        partial = (int32_t *)scratch(1, pbytes);
+        partial = (int32_t *)eb_scratch(1, pbytes);
         if (!partial) {
             __atomic_store_n(&jb->failed, 1, __ATOMIC_RELAXED);
             return;
@@ -334,9 +334,25 @@ static void gemm_task(void *ctx, int64_t c) {
     compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
 }
 
+/* Split requantization shifts into left/right arrays padded to npad; 1 when the vector path
+ * applies (every right shift <= 30). */
+int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *left,
+                    int32_t *right) {
+    int vec = 1;
+    if (epi->kind != EB_OUT_U8 && epi->kind != EB_OUT_S8) return vec;
+    for (int64_t j = 0; j < npad; j++) {
+        int32_t s = j < n ? epi->shift[j] : 0;
+        left[j] = s < 0 ? -s : 0;
+        right[j] = s > 0 ? s : 0;
+        if (s > 30) vec = 0;
+    }
+    return vec;
+}
+
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
             const eb_epilogue *epi, int nthreads) {
     if (m <= 0 || n <= 0) return 0;
+    if (m == 1 && k > 0) return eb_gemv(in, k, packed, n, epi, nthreads);
     job jb;
     jb.in = in;
     jb.m = m;
@@ -353,7 +369,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int6
     size_t abytes = (size_t)(m * jb.lda) * sizeof(int32_t);
     size_t sbytes = (size_t)npad * sizeof(int32_t);
     int64_t blocks_m = (m + MC - 1) / MC;
-    char *buf = (char *)scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
+    char *buf = (char *)eb_scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
     if (!buf) return -1;
     jb.a16 = (int32_t *)buf;
     int32_t *left = (int32_t *)(buf + abytes), *right = left + npad;
@@ -361,14 +377,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int6
     memset(jb.ready, 0, (size_t)blocks_m * 4);
     jb.left = left;
     jb.right = right;
-    if (epi->kind == EB_OUT_U8 || epi->kind == EB_OUT_S8) {
-        for (int64_t j = 0; j < npad; j++) {
-            int32_t s = j < n ? epi->shift[j] : 0;
-            left[j] = s < 0 ? -s : 0;
-            right[j] = s > 0 ? s : 0;
-            if (s > 30) jb.vec_requant = 0;
-        }
-    }
+    jb.vec_requant = eb_shift_arrays(epi, n, npad, left, right);
     if (k == 0) memset(buf, 0, abytes);
     /* small problems are not worth waking a second thread */
     double work = (double)m * (double)k * (double)n;
@@ -422,7 +431,7 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                            const float *bias, float *out, float *row_scale, int32_t *row_zp,
                            int nthreads) {
     if (!row_scale) { /* caller does not want them back */
-        row_scale = (float *)scratch(2, (size_t)(m > 0 ? m : 1) * 8);
+        row_scale = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
         if (!row_scale) return -1;
         row_zp = (int32_t *)(row_scale + m);
     }

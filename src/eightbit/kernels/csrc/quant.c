@@ -139,7 +139,9 @@ void eb_quantize_u8_rows(const float *x, int64_t m, int64_t k, uint8_t *out, flo
 }
 
 /* Pack int8 weights w (n, k) into panels [n/16][k2][16][2] (zero padded), k2 = ceil(k/2), so
- * that one sign-extending load gives 8 columns x one k-pair as int16; and column sums (n,). */
+ * that one sign-extending load gives 8 columns x one k-pair as int16; and column sums, padded
+ * with zeros to whole panels. gemv.c expects the sums right after the panels (colsum ==
+ * packed + panels * k2 * 32). */
 void eb_pack_weight(const int8_t *w, int64_t n, int64_t k, int8_t *packed, int32_t *colsum) {
     int64_t k2 = (k + 1) / 2, panels = (n + EB_NR - 1) / EB_NR;
     memset(packed, 0, (size_t)(panels * k2 * EB_NR * 2));
@@ -153,4 +155,5 @@ void eb_pack_weight(const int8_t *w, int64_t n, int64_t k, int8_t *packed, int32
         }
         colsum[c] = sum;
     }
+    for (int64_t c = n; c < panels * EB_NR; c++) colsum[c] = 0;
 }
