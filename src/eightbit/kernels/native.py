@@ -6,7 +6,9 @@ int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and m
 weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once (still int8,
 sign-extended on load) into panels of 16 columns with k-pairs interleaved; a 6x16 register-blocked
 microkernel (12 ymm accumulators) feeds fused epilogues (int32 store, float scale + bias, or
-gemmlowp fixed-point requantization, Jacob et al. 2018), so the output is written once. Work is
+gemmlowp fixed-point requantization, Jacob et al. 2018), so the output is written once. A single
+row (M = 1, decoder steps) takes an exact ``vpmaddubsw`` GEMV instead (``csrc/gemv.c``: activations
+shifted by 128 and the ``vpsignb`` trick keep every int16 pair sum below 2^15). Work is
 cut into chunks (72 rows x up to 256 columns) that ``torch.get_num_threads()`` threads take from a
 shared counter (``csrc/pool.c``: the caller works too and never waits for a worker that the OS has
 not scheduled, which matters on cores shared with other processes); results do not depend on the
