@@ -15,7 +15,9 @@
  * while MLAS's saturating u8s8 loop (vpmaddubsw + vpmaddwd + vpaddd: 3 per 32 products) reaches
  * about 31 -- a ratio of 0.75-0.8 that no tile shape changes (6x16, 4x24, 3x32 and 2x48 all
  * measured alike). The exact vpmaddubsw variants considered (the vpsignb trick on activations
- * shifted by 128, 7-bit splits of activations or weights) need as many or more instructions.
+ * shifted by 128, 7-bit splits of activations or weights) need as many or more instructions per
+ * product once several rows share the weight loads; for a single row the sign trick wins and
+ * gemv.c uses it.
  */
 #include <stdlib.h>
 #include <string.h>
