@@ -265,6 +265,10 @@ def export(model: Any, tokenizer: Any, directory: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
+    # mkdtemp (and safetensors) create private files; an exported model is meant to be shared
+    staging.chmod(0o755)
+    for path in staging.iterdir():
+        path.chmod(0o644)
     old = directory.with_name(f".{directory.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
