@@ -163,6 +163,8 @@ def length_batches(
     tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int
 ) -> list[list[int]]:
     """Indices grouped into batches of similar token length (longest first)."""
+    if not texts:
+        return []
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     return pack_by_tokens([len(i) for i in ids], batch_size * max_length, batch_size)
 
