@@ -1,0 +1,266 @@
+"""FP32 vs INT8 text classification: dynamic PTQ, static PTQ per calibration method, Q8BERT QAT.
+
+Q8BERT (Zafrir et al. 2019) reports INT8 within 1% of FP32 with quantization-aware training and
+clearly worse post-training dynamic quantization. For every task this module scores the FP32
+model, then each INT8 variant on the same test split:
+
+- ``dynamic``: weights int8, activation ranges measured on every call;
+- one static variant per calibration method (ranges from training texts, padding masked out);
+- ``qat``: fake-quant fine-tuning from the FP32 model (``prepare_qat``), then ``convert``; the
+  converted model's logits are compared with the fake-quant model's on one test batch
+  (``qat_max_abs_diff``, ``qat_prediction_agreement``).
+
+Report schema: ``{"tasks": [{"task", "fp32": {"accuracy", "balanced_accuracy", "size_mb"},
+"int8": [{"method", "accuracy", "balanced_accuracy", "size_mb"}, ...]}]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from eightbit.atomic import write_text_atomic
+from eightbit.calibration import CALIBRATION_METHODS
+from eightbit.config import DYNAMIC, QATConfig, QuantConfig
+from eightbit.data.classification import LabeledSplit
+from eightbit.evaluate.metrics import accuracy, balanced_accuracy
+from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
+from eightbit.evaluate.size import directory_size_mb
+from eightbit.models.bert import (
+    calibration_batches,
+    calibration_run,
+    predict_logits,
+    save_classifier,
+)
+from eightbit.training.classifier import FinetuneConfig, train_classifier
+from eightbit.transform import convert, prepare_qat, quantize
+
+log = logging.getLogger(__name__)
+
+QAT = "qat"
+ALL_METHODS = (DYNAMIC, *CALIBRATION_METHODS, QAT)
+DEFAULT_QAT_CONFIG = QATConfig()
+DEFAULT_FINETUNE = FinetuneConfig()
+
+
+@dataclass(frozen=True)
+class ClassifyTask:
+    """One task to evaluate: its FP32 fine-tuned model and the data around it."""
+
+    name: str
+    model: nn.Module
+    tokenizer: Any
+    train: LabeledSplit  # calibration texts and QAT fine-tuning
+    test: LabeledSplit
+
+
+@dataclass(frozen=True)
+class ClassifyEvalConfig:
+    """What to evaluate. ``qat`` fine-tunes from the FP32 model with ``qat_finetune``."""
+
+    methods: tuple[str, ...] = ALL_METHODS
+    calibration_size: int = 512
+    test_size: int | None = None
+    batch_size: int = 32
+    max_length: int = 128
+    qat: QATConfig = DEFAULT_QAT_CONFIG
+    qat_finetune: FinetuneConfig = field(
+        default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=2e-5)
+    )
+    seed: int = 0
+    backend: str = "auto"
+    progress: bool = True
+
+
+def _scores(model: nn.Module, task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig):
+    start = time.perf_counter()
+    logits = predict_logits(
+        model, task.tokenizer, test.texts, config.batch_size, config.max_length, config.progress
+    )
+    predictions = logits.argmax(dim=-1).tolist()
+    scores = {
+        "accuracy": round(accuracy(predictions, test.labels), 4),
+        "balanced_accuracy": round(balanced_accuracy(predictions, test.labels), 4),
+        "predict_seconds": round(time.perf_counter() - start, 2),
+    }
+    return scores, logits
+
+
+def _size_mb(model: nn.Module, tokenizer: Any, int8: bool) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model"
+        if int8:
+            save_classifier(model, tokenizer, path)
+        else:
+            model.save_pretrained(str(path))
+        return round(directory_size_mb(path), 3)
+
+
+def _calibration_texts(train: LabeledSplit, size: int, seed: int) -> list[str]:
+    if size <= 0 or not train.texts:
+        raise ValueError("the calibration set is empty; expected a positive calibration size")
+    return random.Random(seed).sample(list(train.texts), min(size, len(train.texts)))
+
+
+def _qat_model(
+    task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig
+) -> tuple[nn.Module, dict[str, float]]:
+    """Fake-quant fine-tuning from the FP32 model, then the real INT8 model, and how closely
+    the INT8 logits follow the fake-quant logits on one batch of test texts."""
+    qat = prepare_qat(task.model, config.qat)
+    train_classifier(qat, task.tokenizer, task.train, config.qat_finetune)
+    int8 = convert(qat, backend=config.backend)
+    probe = list(test.texts[: config.batch_size])
+    if not probe:
+        return int8, {}
+    fake = predict_logits(qat, task.tokenizer, probe, config.batch_size, config.max_length, False)
+    real = predict_logits(int8, task.tokenizer, probe, config.batch_size, config.max_length, False)
+    agree = (fake.argmax(-1) == real.argmax(-1)).float().mean()
+    return int8, {
+        "qat_max_abs_diff": round(float((fake - real).abs().max()), 6),
+        "qat_logit_max_abs": round(float(fake.abs().max()), 4),
+        "qat_prediction_agreement": round(float(agree), 4),
+    }
+
+
+def evaluate_task(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, Any]:
+    """The report entry of one task: FP32 and every INT8 method in ``config.methods``."""
+    unknown = [m for m in config.methods if m not in ALL_METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; expected some of {', '.join(ALL_METHODS)}")
+    test = task.test
+    if config.test_size:
+        test = LabeledSplit(
+            test.texts[: config.test_size], test.labels[: config.test_size], test.label_names
+        )
+    model = task.model.eval()
+    fp32, _ = _scores(model, task, test, config)
+    fp32["size_mb"] = _size_mb(model, task.tokenizer, int8=False)
+    calib = None
+    if any(m in CALIBRATION_METHODS for m in config.methods):
+        texts = _calibration_texts(task.train, config.calibration_size, config.seed)
+        calib = calibration_batches(task.tokenizer, texts, config.batch_size, config.max_length)
+    rows = []
+    for method in config.methods:
+        log.info("%s: INT8 %s", task.name, method)
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if method == QAT:
+            int8, extra = _qat_model(task, test, config)
+        else:
+            int8 = quantize(
+                model,
+                None if method == DYNAMIC else calib,
+                QuantConfig(method=method, backend=config.backend),
+                run=calibration_run,
+                progress=config.progress,
+            )
+        seconds = round(time.perf_counter() - start, 2)
+        scores, _ = _scores(int8, task, test, config)
+        size = _size_mb(int8, task.tokenizer, int8=True)
+        rows.append(
+            {"method": method, **scores, "size_mb": size, "quantize_seconds": seconds, **extra}
+        )
+    return {
+        "task": task.name,
+        "labels": list(test.label_names),
+        "test_examples": len(test.texts),
+        "train_examples": len(task.train.texts),
+        "fp32": fp32,
+        "int8": rows,
+    }
+
+
+def run_classify_eval(
+    tasks: Sequence[ClassifyTask], config: ClassifyEvalConfig = ClassifyEvalConfig()
+) -> dict[str, Any]:
+    """Evaluate every task; the whole report (see the module docstring for its schema)."""
+    return {
+        "calibration_size": config.calibration_size,
+        "max_length": config.max_length,
+        "tasks": [evaluate_task(task, config) for task in tasks],
+    }
+
+
+def run_classify_demo(
+    cache_dir: str | Path,
+    base_model: str | Path | None = None,
+    task_names: Sequence[str] = ("sentiment", "topics"),
+    finetune: FinetuneConfig = DEFAULT_FINETUNE,
+    config: ClassifyEvalConfig = ClassifyEvalConfig(),
+) -> dict[str, Any]:
+    """The real experiment: fine-tune (or reuse) FP32 models on the shipped corpora, then
+    :func:`run_classify_eval` on their test splits."""
+    from eightbit.data.classification import load_task
+    from eightbit.training.classifier import finetune_cached
+
+    tasks = []
+    for name in task_names:
+        model, tokenizer, _ = finetune_cached(name, cache_dir, base_model, finetune)
+        tasks.append(
+            ClassifyTask(name, model, tokenizer, load_task(name, "train"), load_task(name, "test"))
+        )
+    return run_classify_eval(tasks, config)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """One table per task: accuracy, balanced accuracy (percent), size and size ratio."""
+    headers = ["model", "accuracy %", "balanced acc. %", "vs FP32 %", "size MB", "size x"]
+    parts = []
+    for entry in report["tasks"]:
+        fp32 = entry["fp32"]
+        rows = [
+            [
+                "FP32",
+                100 * fp32["accuracy"],
+                100 * fp32["balanced_accuracy"],
+                100.0,
+                fp32["size_mb"],
+                "1.00",
+            ]
+        ]
+        for r in entry["int8"]:
+            rows.append(
+                [
+                    f"INT8 {r['method']}",
+                    100 * r["accuracy"],
+                    100 * r["balanced_accuracy"],
+                    100 * r["accuracy"] / max(fp32["accuracy"], 1e-12),
+                    r["size_mb"],
+                    f"{r['size_mb'] / max(fp32['size_mb'], 1e-12):.2f}",
+                ]
+            )
+        parts.append(
+            f"### {entry['task']} ({entry['test_examples']} test examples, "
+            f"{len(entry['labels'])} classes)\n\n" + markdown_table(headers, rows)
+        )
+    return "\n".join(parts)
+
+
+def write_reports(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """``classify.json``, ``classify.md`` and one ``classify_<task>.png`` per task."""
+    out = Path(out_dir)
+    paths = [
+        write_json(out / "classify.json", report),
+        write_text_atomic(out / "classify.md", to_markdown(report)),
+    ]
+    for entry in report["tasks"]:
+        paths.append(
+            bar_chart_png(
+                out / f"classify_{entry['task']}.png",
+                [r["method"] for r in entry["int8"]],
+                [100 * r["accuracy"] for r in entry["int8"]],
+                title=f"{entry['task']}: INT8 accuracy by method",
+                ylabel="accuracy %",
+                reference=100 * entry["fp32"]["accuracy"],
+            )
+        )
+    return paths

@@ -1,0 +1,82 @@
+"""Classification evaluation end to end on a tiny BERT and 40 synthetic texts."""
+
+import json
+
+import pytest
+import torch
+
+from eightbit.evaluate import classify
+from eightbit.models.bert import load_encoder_classifier
+from eightbit.training.classifier import FinetuneConfig, train_classifier
+from tests.tiny_classifier import synthetic_split, write_tiny_bert
+
+METHODS = ("dynamic", "minmax", "kl-independent", "qat")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention
+    try:
+        directory = write_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+        model, tokenizer = load_encoder_classifier(directory, 2)
+        train, test = synthetic_split(40, seed=0), synthetic_split(40, seed=1)
+        finetune = FinetuneConfig(
+            epochs=20, batch_size=8, learning_rate=3e-3, max_length=16, threads=1, progress=False
+        )
+        train_classifier(model, tokenizer, train, finetune)
+        config = classify.ClassifyEvalConfig(
+            methods=METHODS,
+            calibration_size=16,
+            batch_size=8,
+            max_length=16,
+            qat_finetune=FinetuneConfig(
+                epochs=2, batch_size=8, learning_rate=1e-3, max_length=16, threads=1, progress=False
+            ),
+            progress=False,
+        )
+        task = classify.ClassifyTask("toy", model, tokenizer, train, test)
+        yield classify.run_classify_eval([task], config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_report_schema(report):
+    (entry,) = report["tasks"]
+    assert entry["task"] == "toy" and entry["labels"] == ["negative", "positive"]
+    assert set(entry["fp32"]) >= {"accuracy", "balanced_accuracy", "size_mb"}
+    assert [r["method"] for r in entry["int8"]] == list(METHODS)
+    for row in entry["int8"]:
+        assert set(row) >= {"method", "accuracy", "balanced_accuracy", "size_mb"}
+        assert 0.0 <= row["balanced_accuracy"] <= 1.0
+    json.dumps(report)  # plain JSON types only
+
+
+def test_int8_variants_keep_the_fp32_accuracy_and_shrink(report):
+    (entry,) = report["tasks"]
+    fp32 = entry["fp32"]
+    assert fp32["accuracy"] >= 0.9
+    for row in entry["int8"]:
+        assert row["accuracy"] >= fp32["accuracy"] - 0.1, row
+        assert row["size_mb"] < fp32["size_mb"] * 0.6, row  # tiny model: metadata weighs in
+
+
+def test_qat_converted_model_matches_its_fake_quant_model(report):
+    qat = next(r for r in report["tasks"][0]["int8"] if r["method"] == "qat")
+    assert qat["qat_prediction_agreement"] == 1.0
+    assert qat["qat_max_abs_diff"] < 1e-2 * max(1.0, qat["qat_logit_max_abs"])
+
+
+def test_reports_are_written(report, tmp_path):
+    paths = classify.write_reports(report, tmp_path)
+    assert sorted(p.name for p in paths) == ["classify.json", "classify.md", "classify_toy.png"]
+    assert json.loads((tmp_path / "classify.json").read_text()) == report
+    markdown = (tmp_path / "classify.md").read_text()
+    assert "### toy (40 test examples, 2 classes)" in markdown and "INT8 qat" in markdown
+    assert (tmp_path / "classify_toy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_method_is_refused():
+    task = classify.ClassifyTask("toy", None, None, synthetic_split(2), synthetic_split(2))
+    with pytest.raises(ValueError, match="unknown methods"):
+        classify.evaluate_task(task, classify.ClassifyEvalConfig(methods=("fp16",)))
