@@ -80,3 +80,29 @@ def test_unknown_method_is_refused():
     task = classify.ClassifyTask("toy", None, None, synthetic_split(2), synthetic_split(2))
     with pytest.raises(ValueError, match="unknown methods"):
         classify.evaluate_task(task, classify.ClassifyEvalConfig(methods=("fp16",)))
+
+
+def test_demo_finetunes_once_then_reuses_the_cache(tmp_path, caplog):
+    base = write_tiny_bert(tmp_path / "base")
+    splits = {
+        "train": synthetic_split(16),
+        "dev": synthetic_split(4, 1),
+        "test": synthetic_split(8, 2),
+    }
+    tiny = FinetuneConfig(epochs=1, batch_size=8, max_length=16, threads=1, progress=False)
+    config = classify.ClassifyEvalConfig(
+        methods=("dynamic", "minmax"), calibration_size=8, batch_size=8, max_length=16
+    )
+
+    def run():
+        return classify.run_classify_demo(
+            tmp_path / "cache", base, ("toy",), tiny, config, load=lambda task, split: splits[split]
+        )
+
+    first = run()
+    with caplog.at_level("INFO", logger="eightbit.training.classifier"):
+        second = run()
+    assert "reusing the fine-tuned toy classifier" in caplog.text
+    assert first["tasks"][0]["fp32"]["accuracy"] == second["tasks"][0]["fp32"]["accuracy"]
+    assert [r["method"] for r in second["tasks"][0]["int8"]] == ["dynamic", "minmax"]
+    assert len(list((tmp_path / "cache").iterdir())) == 1

@@ -20,7 +20,7 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from torch import nn
 from eightbit.atomic import write_text_atomic
 from eightbit.calibration import CALIBRATION_METHODS
 from eightbit.config import DYNAMIC, QATConfig, QuantConfig
-from eightbit.data.classification import LabeledSplit
+from eightbit.data.classification import TASKS, LabeledSplit, load_task
 from eightbit.evaluate.metrics import accuracy, balanced_accuracy
 from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
@@ -40,7 +40,7 @@ from eightbit.models.bert import (
     predict_logits,
     save_classifier,
 )
-from eightbit.training.classifier import FinetuneConfig, train_classifier
+from eightbit.training.classifier import FinetuneConfig, finetune_cached, train_classifier
 from eightbit.transform import convert, prepare_qat, quantize
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ QAT = "qat"
 ALL_METHODS = (DYNAMIC, *CALIBRATION_METHODS, QAT)
 DEFAULT_QAT_CONFIG = QATConfig()
 DEFAULT_FINETUNE = FinetuneConfig()
+TASK_NAMES = tuple(TASKS)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class ClassifyEvalConfig:
     seed: int = 0
     backend: str = "auto"
     progress: bool = True
+
+
+DEFAULT_EVAL_CONFIG = ClassifyEvalConfig()
 
 
 def _scores(model: nn.Module, task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig):
@@ -180,7 +184,7 @@ def evaluate_task(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, A
 
 
 def run_classify_eval(
-    tasks: Sequence[ClassifyTask], config: ClassifyEvalConfig = ClassifyEvalConfig()
+    tasks: Sequence[ClassifyTask], config: ClassifyEvalConfig = DEFAULT_EVAL_CONFIG
 ) -> dict[str, Any]:
     """Evaluate every task; the whole report (see the module docstring for its schema)."""
     return {
@@ -193,21 +197,21 @@ def run_classify_eval(
 def run_classify_demo(
     cache_dir: str | Path,
     base_model: str | Path | None = None,
-    task_names: Sequence[str] = ("sentiment", "topics"),
+    task_names: Sequence[str] = TASK_NAMES,
     finetune: FinetuneConfig = DEFAULT_FINETUNE,
-    config: ClassifyEvalConfig = ClassifyEvalConfig(),
+    config: ClassifyEvalConfig = DEFAULT_EVAL_CONFIG,
+    load: Callable[[str, str], LabeledSplit] = load_task,
 ) -> dict[str, Any]:
-    """The real experiment: fine-tune (or reuse) FP32 models on the shipped corpora, then
-    :func:`run_classify_eval` on their test splits."""
-    from eightbit.data.classification import load_task
-    from eightbit.training.classifier import finetune_cached
+    """The real experiment: fine-tune FP32 models (or reuse them from ``cache_dir``) on the
+    shipped corpora, then :func:`run_classify_eval` on their test splits.
 
+    ``load(task, split)`` provides the data (default: the shipped corpora).
+    """
     tasks = []
     for name in task_names:
-        model, tokenizer, _ = finetune_cached(name, cache_dir, base_model, finetune)
-        tasks.append(
-            ClassifyTask(name, model, tokenizer, load_task(name, "train"), load_task(name, "test"))
-        )
+        train, dev, test = (load(name, split) for split in ("train", "dev", "test"))
+        model, tokenizer, _ = finetune_cached(name, cache_dir, base_model, finetune, train, dev)
+        tasks.append(ClassifyTask(name, model, tokenizer, train, test))
     return run_classify_eval(tasks, config)
 
 
