@@ -103,3 +103,16 @@ def test_finetune_cached_trains_once_and_retrains_when_the_key_changes(tmp_path,
     (new / clf.CACHE_FILE).unlink()  # an unfinished run is trained again
     clf.finetune_cached("toy", tmp_path, tiny_dir, other, train, dev)
     assert (new / clf.CACHE_FILE).is_file()
+
+
+def test_ranges_stay_fixed_while_a_qat_model_is_evaluated(tiny_dir):
+    model, tokenizer = load_encoder_classifier(tiny_dir, 2)
+    qat = eightbit.prepare_qat(model, QATConfig())
+    config = clf.FinetuneConfig(**{**FAST.__dict__, "epochs": 1})
+    clf.train_classifier(qat, tokenizer, synthetic_split(16), config, dev=synthetic_split(8, 5))
+    layer = qat.bert.encoder.layer[1].attention.self.query
+    before = [float(v) for v in layer.input_observer.range()]
+    with clf.ranges_frozen(qat):
+        predict(qat, tokenizer, ["awful awful awful flight"] * 4, progress=False)
+    assert [float(v) for v in layer.input_observer.range()] == before
+    assert layer.observe, "the flag is restored after the block"

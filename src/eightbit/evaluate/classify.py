@@ -40,7 +40,12 @@ from eightbit.models.bert import (
     predict_logits,
     save_classifier,
 )
-from eightbit.training.classifier import FinetuneConfig, finetune_cached, train_classifier
+from eightbit.training.classifier import (
+    FinetuneConfig,
+    finetune_cached,
+    ranges_frozen,
+    train_classifier,
+)
 from eightbit.transform import convert, prepare_qat, quantize
 
 log = logging.getLogger(__name__)
@@ -125,7 +130,10 @@ def _qat_model(
     probe = list(test.texts[: config.batch_size])
     if not probe:
         return int8, {}
-    fake = predict_logits(qat, task.tokenizer, probe, config.batch_size, config.max_length, False)
+    with ranges_frozen(qat):  # the converted model has fixed ranges; so must the reference
+        fake = predict_logits(
+            qat, task.tokenizer, probe, config.batch_size, config.max_length, False
+        )
     real = predict_logits(int8, task.tokenizer, probe, config.batch_size, config.max_length, False)
     agree = (fake.argmax(-1) == real.argmax(-1)).float().mean()
     return int8, {

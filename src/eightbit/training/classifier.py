@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from eightbit.data.classification import LabeledSplit, load_task
 from eightbit.errors import EightbitError
 from eightbit.evaluate.metrics import accuracy
 from eightbit.models.bert import encode, load_encoder_classifier, minilm_dir, predict
+from eightbit.nn import FakeQuantLinear
 from eightbit.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,24 @@ def _optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimize
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+@contextmanager
+def ranges_frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, fake-quant layers use their activation ranges without updating them.
+
+    Q8BERT fixes the learned EMA ranges at inference; a fake-quant layer otherwise keeps
+    observing in eval mode too, so evaluating would move the ranges (and leak dev data).
+    """
+    layers = [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
+    before = [m.observe for m in layers]
+    for layer in layers:
+        layer.observe = False
+    try:
+        yield model
+    finally:
+        for layer, observe in zip(layers, before, strict=True):
+            layer.observe = observe
 
 
 def _device(name: str) -> torch.device:
@@ -181,9 +201,10 @@ def _log_dev(
     model: nn.Module, tokenizer: Any, dev: LabeledSplit, config: FinetuneConfig, epoch: int
 ) -> float:
     model.eval()
-    predictions = predict(
-        model, tokenizer, dev.texts, config.batch_size, config.max_length, progress=False
-    )
+    with ranges_frozen(model):
+        predictions = predict(
+            model, tokenizer, dev.texts, config.batch_size, config.max_length, progress=False
+        )
     score = accuracy(predictions, dev.labels)
     log.info("epoch %d: dev accuracy %.4f", epoch, score)
     return score
