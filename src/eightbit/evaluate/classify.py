@@ -21,11 +21,11 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from eightbit.atomic import write_text_atomic
 from eightbit.calibration import CALIBRATION_METHODS
@@ -54,6 +54,8 @@ QAT = "qat"
 ALL_METHODS = (DYNAMIC, *CALIBRATION_METHODS, QAT)
 DEFAULT_QAT_CONFIG = QATConfig()
 DEFAULT_FINETUNE = FinetuneConfig()
+# QAT starts from the fine-tuned FP32 weights: one epoch at a lower rate adapts them to int8
+DEFAULT_QAT_FINETUNE = FinetuneConfig(epochs=1, learning_rate=2e-5)
 TASK_NAMES = tuple(TASKS)
 
 
@@ -70,7 +72,8 @@ class ClassifyTask:
 
 @dataclass(frozen=True)
 class ClassifyEvalConfig:
-    """What to evaluate. ``qat`` fine-tunes from the FP32 model with ``qat_finetune``."""
+    """What to evaluate. ``qat`` fine-tunes from the FP32 model with ``qat_finetune`` (keep its
+    ``max_length`` equal to ``max_length``); calibration texts are a seeded training sample."""
 
     methods: tuple[str, ...] = ALL_METHODS
     calibration_size: int = 512
@@ -78,9 +81,7 @@ class ClassifyEvalConfig:
     batch_size: int = 32
     max_length: int = 128
     qat: QATConfig = DEFAULT_QAT_CONFIG
-    qat_finetune: FinetuneConfig = field(
-        default_factory=lambda: FinetuneConfig(epochs=1, learning_rate=2e-5)
-    )
+    qat_finetune: FinetuneConfig = DEFAULT_QAT_FINETUNE
     seed: int = 0
     backend: str = "auto"
     progress: bool = True
@@ -89,7 +90,9 @@ class ClassifyEvalConfig:
 DEFAULT_EVAL_CONFIG = ClassifyEvalConfig()
 
 
-def _scores(model: nn.Module, task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig):
+def _scores(
+    model: nn.Module, task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig
+) -> tuple[dict[str, float], Tensor]:
     start = time.perf_counter()
     logits = predict_logits(
         model, task.tokenizer, test.texts, config.batch_size, config.max_length, config.progress
