@@ -76,7 +76,7 @@ class ClassifyEvalConfig:
     ``max_length`` equal to ``max_length``); calibration texts are a seeded training sample."""
 
     methods: tuple[str, ...] = ALL_METHODS
-    calibration_size: int = 512
+    calibration_size: int = 600
     test_size: int | None = None
     batch_size: int = 32
     max_length: int = 128
