@@ -1,6 +1,7 @@
 """Classification evaluation end to end on a tiny BERT and 40 synthetic texts."""
 
 import json
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -91,7 +92,11 @@ def test_demo_finetunes_once_then_reuses_the_cache(tmp_path, caplog):
     }
     tiny = FinetuneConfig(epochs=1, batch_size=8, max_length=16, threads=1, progress=False)
     config = classify.ClassifyEvalConfig(
-        methods=("dynamic", "minmax"), calibration_size=8, batch_size=8, max_length=16
+        methods=("dynamic", "minmax", "qat"),
+        calibration_size=8,
+        batch_size=8,
+        max_length=16,
+        qat_finetune=tiny,
     )
 
     def run():
@@ -100,9 +105,15 @@ def test_demo_finetunes_once_then_reuses_the_cache(tmp_path, caplog):
         )
 
     first = run()
-    with caplog.at_level("INFO", logger="eightbit.training.classifier"):
+    with caplog.at_level("INFO", logger="eightbit"):
         second = run()
     assert "reusing the fine-tuned toy classifier" in caplog.text
-    assert first["tasks"][0]["fp32"]["accuracy"] == second["tasks"][0]["fp32"]["accuracy"]
-    assert [r["method"] for r in second["tasks"][0]["int8"]] == ["dynamic", "minmax"]
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert "reusing the QAT toy model" in caplog.text
+    assert first["tasks"][0]["fp32"] == {**second["tasks"][0]["fp32"], "predict_seconds": ANY}
+    rows = [
+        {**r, "predict_seconds": ANY, "quantize_seconds": ANY} for r in first["tasks"][0]["int8"]
+    ]
+    assert second["tasks"][0]["int8"] == rows
+    assert [r["method"] for r in rows] == ["dynamic", "minmax", "qat"]
+    entries = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").iterdir())
+    assert len(entries) == 2 and entries[1] == "qat"

@@ -21,7 +21,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,22 @@ from eightbit.data.classification import TASKS, LabeledSplit, load_task
 from eightbit.evaluate.metrics import accuracy, balanced_accuracy
 from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
+from eightbit.io import METADATA_FILE, read_metadata
 from eightbit.models.bert import (
     calibration_batches,
     calibration_run,
+    load_classifier,
     predict_logits,
     save_classifier,
 )
 from eightbit.training.classifier import (
     FinetuneConfig,
+    data_fingerprint,
     finetune_cached,
+    key_hash,
     ranges_frozen,
     train_classifier,
+    training_settings,
 )
 from eightbit.transform import convert, prepare_qat, quantize
 
@@ -68,6 +73,7 @@ class ClassifyTask:
     tokenizer: Any
     train: LabeledSplit  # calibration texts and QAT fine-tuning
     test: LabeledSplit
+    source: str = ""  # names the FP32 weights (a fine-tune cache entry); enables QAT caching
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class ClassifyEvalConfig:
     qat_finetune: FinetuneConfig = DEFAULT_QAT_FINETUNE
     seed: int = 0
     backend: str = "auto"
+    cache_dir: Path | None = None  # converted QAT models, reused when their key matches
     progress: bool = True
 
 
@@ -122,7 +129,37 @@ def _calibration_texts(train: LabeledSplit, size: int, seed: int) -> list[str]:
     return random.Random(seed).sample(list(train.texts), min(size, len(train.texts)))
 
 
+def _qat_cache_key(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "fp32_source": task.source,
+        "qat": asdict(config.qat),
+        "settings": training_settings(config.qat_finetune),
+        "train_data": data_fingerprint(task.train),
+        "backend": config.backend,
+        "probe": config.batch_size,
+    }
+
+
 def _qat_model(
+    task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig
+) -> tuple[nn.Module, dict[str, float]]:
+    """The converted QAT model and its check, from the cache or trained (:func:`_train_qat`)."""
+    if config.cache_dir is None or not task.source:
+        return _train_qat(task, test, config)
+    digest = key_hash(_qat_cache_key(task, config))
+    path = Path(config.cache_dir) / f"{task.name}-qat-{digest[:16]}"
+    if (path / METADATA_FILE).is_file():
+        extra = read_metadata(path)["extra"]
+        if extra.get("qat_cache_key") == digest:
+            log.info("reusing the QAT %s model in %s", task.name, path)
+            return load_classifier(path)[0], extra["qat_check"]
+    int8, check = _train_qat(task, test, config)
+    save_classifier(int8, task.tokenizer, path, extra={"qat_cache_key": digest, "qat_check": check})
+    return int8, check
+
+
+def _train_qat(
     task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig
 ) -> tuple[nn.Module, dict[str, float]]:
     """Fake-quant fine-tuning from the FP32 model, then the real INT8 model, and how closely
@@ -216,13 +253,16 @@ def run_classify_demo(
     """The real experiment: fine-tune FP32 models (or reuse them from ``cache_dir``) on the
     shipped corpora, then :func:`run_classify_eval` on their test splits.
 
-    ``load(task, split)`` provides the data (default: the shipped corpora).
+    ``load(task, split)`` provides the data (default: the shipped corpora). Converted QAT
+    models are cached in ``cache_dir`` too unless ``config.cache_dir`` says otherwise.
     """
+    if config.cache_dir is None:
+        config = replace(config, cache_dir=Path(cache_dir))
     tasks = []
     for name in task_names:
         train, dev, test = (load(name, split) for split in ("train", "dev", "test"))
-        model, tokenizer, _ = finetune_cached(name, cache_dir, base_model, finetune, train, dev)
-        tasks.append(ClassifyTask(name, model, tokenizer, train, test))
+        model, tokenizer, path = finetune_cached(name, cache_dir, base_model, finetune, train, dev)
+        tasks.append(ClassifyTask(name, model, tokenizer, train, test, source=path.name))
     return run_classify_eval(tasks, config)
 
 

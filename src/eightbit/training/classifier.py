@@ -222,20 +222,28 @@ def cache_key(
     task: str, base_model: Path, config: FinetuneConfig, train: LabeledSplit
 ) -> dict[str, Any]:
     """What defines a fine-tuned checkpoint: task, base weights, settings and training data."""
-    data = hashlib.sha256(
-        json.dumps([train.texts, train.labels, train.label_names]).encode("utf-8")
-    ).hexdigest()
-    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
     return {
         "format": CACHE_FORMAT,
         "task": task,
         "base_model_weights": _fingerprint_file(base_model / "model.safetensors"),
-        "settings": settings,
-        "train_data": data,
+        "settings": training_settings(config),
+        "train_data": data_fingerprint(train),
     }
 
 
-def _key_hash(key: dict[str, Any]) -> str:
+def data_fingerprint(data: LabeledSplit) -> str:
+    """SHA-256 of the texts, labels and label names."""
+    payload = json.dumps([data.texts, data.labels, data.label_names]).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
+def training_settings(config: FinetuneConfig) -> dict[str, Any]:
+    """The settings that shape the trained weights (not threads, device, logging)."""
+    return {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    """SHA-256 of a cache key (JSON with sorted keys)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -261,7 +269,7 @@ def finetune_cached(
         dev = dev if dev is not None else load_task(task, "dev")
     base = Path(base_model) if base_model is not None else minilm_dir()
     key = cache_key(task, base, config, train)
-    digest = _key_hash(key)
+    digest = key_hash(key)
     directory = Path(cache_dir) / f"{task}-{digest[:16]}"
     meta_path = directory / CACHE_FILE
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("hash") == digest:
