@@ -43,6 +43,7 @@ from eightbit.models.bert import (
     save_classifier,
 )
 from eightbit.training.classifier import (
+    DEFAULT_FINETUNE_CONFIG,
     FinetuneConfig,
     data_fingerprint,
     finetune_cached,
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 QAT = "qat"
 ALL_METHODS = (DYNAMIC, *CALIBRATION_METHODS, QAT)
 DEFAULT_QAT_CONFIG = QATConfig()
-DEFAULT_FINETUNE = FinetuneConfig()
 # QAT starts from the fine-tuned FP32 weights: one epoch at a lower rate adapts them to int8
 DEFAULT_QAT_FINETUNE = FinetuneConfig(epochs=1, learning_rate=2e-5)
 TASK_NAMES = tuple(TASKS)
@@ -246,7 +246,7 @@ def run_classify_demo(
     cache_dir: str | Path,
     base_model: str | Path | None = None,
     task_names: Sequence[str] = TASK_NAMES,
-    finetune: FinetuneConfig = DEFAULT_FINETUNE,
+    finetune: FinetuneConfig = DEFAULT_FINETUNE_CONFIG,
     config: ClassifyEvalConfig = DEFAULT_EVAL_CONFIG,
     load: Callable[[str, str], LabeledSplit] = load_task,
 ) -> dict[str, Any]:

@@ -43,7 +43,8 @@ def minilm_dir() -> Path:
     return package_dir(MINILM_PACKAGE, MINILM_PIP) / "model"
 
 
-def _check_files(directory: Path) -> None:
+def check_checkpoint(directory: Path) -> None:
+    """Raise :class:`ModelLoadError` naming every file a checkpoint directory lacks."""
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a directory; expected a BERT-family checkpoint")
     missing = [f for f in ("config.json", "model.safetensors") if not (directory / f).is_file()]
@@ -69,7 +70,7 @@ def load_encoder_classifier(
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     directory = Path(path) if path is not None else minilm_dir()
-    _check_files(directory)
+    check_checkpoint(directory)
     try:
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as err:

@@ -31,7 +31,13 @@ from eightbit.data.batching import pack_by_tokens
 from eightbit.data.classification import LabeledSplit, load_task
 from eightbit.errors import EightbitError
 from eightbit.evaluate.metrics import accuracy
-from eightbit.models.bert import encode, load_encoder_classifier, minilm_dir, predict
+from eightbit.models.bert import (
+    check_checkpoint,
+    encode,
+    load_encoder_classifier,
+    minilm_dir,
+    predict,
+)
 from eightbit.nn import FakeQuantLinear
 from eightbit.progress import progress as progress_bar
 
@@ -61,6 +67,9 @@ class FinetuneConfig:
     device: str = "auto"
     log_every: int = 50
     progress: bool = True
+
+
+DEFAULT_FINETUNE_CONFIG = FinetuneConfig()
 
 
 def epoch_batches(
@@ -124,7 +133,7 @@ def train_classifier(
     model: nn.Module,
     tokenizer: Any,
     train: LabeledSplit,
-    config: FinetuneConfig = FinetuneConfig(),
+    config: FinetuneConfig = DEFAULT_FINETUNE_CONFIG,
     dev: LabeledSplit | None = None,
 ) -> nn.Module:
     """Fine-tune ``model`` in place on ``train``; returns it in eval mode, on the CPU.
@@ -251,7 +260,7 @@ def finetune_cached(
     task: str,
     cache_dir: str | os.PathLike[str],
     base_model: str | os.PathLike[str] | None = None,
-    config: FinetuneConfig = FinetuneConfig(),
+    config: FinetuneConfig = DEFAULT_FINETUNE_CONFIG,
     train: LabeledSplit | None = None,
     dev: LabeledSplit | None = None,
 ) -> tuple[nn.Module, Any, Path]:
@@ -268,6 +277,7 @@ def finetune_cached(
         train = load_task(task, "train")
         dev = dev if dev is not None else load_task(task, "dev")
     base = Path(base_model) if base_model is not None else minilm_dir()
+    check_checkpoint(base)
     key = cache_key(task, base, config, train)
     digest = key_hash(key)
     directory = Path(cache_dir) / f"{task}-{digest[:16]}"
