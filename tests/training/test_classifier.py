@@ -116,3 +116,9 @@ def test_ranges_stay_fixed_while_a_qat_model_is_evaluated(tiny_dir):
         predict(qat, tokenizer, ["awful awful awful flight"] * 4, progress=False)
     assert [float(v) for v in layer.input_observer.range()] == before
     assert layer.observe, "the flag is restored after the block"
+
+
+def test_finetune_cached_names_missing_base_files(tmp_path):
+    (tmp_path / "base").mkdir()
+    with pytest.raises(EightbitError, match=r"missing config\.json, model\.safetensors"):
+        clf.finetune_cached("toy", tmp_path / "cache", tmp_path / "base", FAST, synthetic_split(4))
