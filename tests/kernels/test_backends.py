@@ -126,6 +126,26 @@ def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
 
 
 @avx2_only
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(shape, seed):
+    """reduce_range activation qparams (qmax = 127) take the 7-bit vpmaddubsw path."""
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 3
+    in_qp = qparams_from_range(-2.5, 3.5, reduce_range=True)
+    assert in_qp.qmax <= 127
+    out_qp = qparams_from_range(-6.0, 4.0)
+    ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
+    assert torch.equal(fast.linear_fp32(x, in_qp), ref.linear_fp32(x, in_qp))
+    x_q = quantize(x, in_qp)
+    for activation in ("none", "relu"):
+        assert torch.equal(
+            fast.linear_requant(x_q, in_qp, out_qp, activation),
+            ref.linear_requant(x_q, in_qp, out_qp, activation),
+        )
+
+
+@avx2_only
 def test_avx2_full_range_extremes_do_not_saturate():
     """The case fbgemm gets wrong on AVX2: 255 * 127 summed over a long row."""
     k = 4096

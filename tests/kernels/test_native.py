@@ -362,3 +362,93 @@ def test_single_row_path_equals_tile_path(k, n):
         native.linear_static_fp32(x, 0.01, 120, packed, scale, bias, 0, 200)[0],
         native.linear_static_fp32(x2, 0.01, 120, packed, scale, bias, 0, 200)[0],
     )
+
+
+# ---------------------------------------------------------------------------- 7-bit path
+
+
+def rand_u7(m: int, k: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 128, (m, k), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), GRID)
+def test_seven_bit_gemm_exact_and_equal_to_eight_bit_path(m, k, n):
+    g = torch.Generator().manual_seed(m * 7919 + k * 31 + n)
+    a, w = rand_u7(m, k, g), torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    packed = native.pack_weight(w)
+    w127 = w.clamp(min=-127)  # the 8-bit single-row path assumes weights >= -127
+    packed127 = native.pack_weight(w127)
+    for za in (0, 64, 127, 200):
+        got = native.gemm_u8s8_int32(a, packed, za, seven_bit=True)
+        assert got.shape == (m, n) and torch.equal(got.long(), ref_acc(a, w, za))
+        got = native.gemm_u8s8_int32(a, packed127, za, seven_bit=True)
+        assert torch.equal(got, native.gemm_u8s8_int32(a, packed127, za))
+        assert torch.equal(got.long(), ref_acc(a, w127, za))
+
+
+def test_seven_bit_quad_layout_is_packed_once_on_first_use():
+    g = torch.Generator().manual_seed(1)
+    a, w = rand_u7(5, 30, g), rand_w(20, 30, g)
+    packed = native.pack_weight(w)
+    native.gemm_u8s8_int32(a, packed)
+    assert packed.quad is None  # the 8-bit path never allocates it
+    native.gemm_u8s8_int32(a, packed, seven_bit=True)
+    quad = packed.quad
+    assert quad is not None and quad.numel() == 2 * 8 * 64
+    native.gemm_u8s8_int32(a, packed, seven_bit=True)
+    assert packed.quad is quad
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(150, 1100, 600), (7, 2048, 530), (200, 64, 40)])
+def test_seven_bit_blocked_and_threaded(m, k, n):
+    g = torch.Generator().manual_seed(k + 1)
+    a, w = rand_u7(m, k, g), rand_w(n, k, g)
+    packed = native.pack_weight(w)
+    want = ref_acc(a, w, 41)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got = native.gemm_u8s8_int32(a, packed, 41, seven_bit=True)
+            assert torch.equal(got.long(), want)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("a_val", "za", "w_val"),
+    [(127, 0, 127), (127, 0, -127), (127, 0, -128), (0, 127, -128), (127, 127, 127), (0, 255, 127)],
+)
+def test_seven_bit_no_saturation_at_extremes(a_val, za, w_val):
+    """2 * 127 * 128 = 32512 fits an int16 pair: vpmaddubsw on 7-bit activations stays exact."""
+    m, k, n = 9, 4096, 20
+    a = torch.full((m, k), a_val, dtype=torch.uint8)
+    w = torch.full((n, k), w_val, dtype=torch.int8)
+    got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=za, seven_bit=True)
+    assert torch.equal(got.long(), torch.full((m, n), (a_val - za) * w_val * k))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 5, 3), (1, 7, 1), (3, 100, 17), (33, 513, 300)])
+def test_seven_bit_epilogues_equal_eight_bit_path(m, k, n):
+    g = torch.Generator().manual_seed(m + k + n)
+    a, w = rand_u7(m, k, g), rand_w(n, k, g)
+    packed = native.pack_weight(w)
+    out_scale, bias = torch.rand(n, generator=g) * 1e-3, torch.randn(n, generator=g)
+    f8 = native.linear_fp32_out(a, 60, packed, out_scale, bias)
+    assert torch.equal(native.linear_fp32_out(a, 60, packed, out_scale, bias, seven_bit=True), f8)
+    bias_i = torch.randint(-(2**20), 2**20, (n,), generator=g, dtype=torch.int32)
+    fpm = quantize_multiplier(torch.rand(n, generator=g, dtype=torch.float64) * 1e-3)
+    for dtype, zp, lo, hi in ((torch.uint8, 3, 0, 255), (torch.int8, -5, -128, 127)):
+        args = (a, 60, packed, bias_i, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
+        r8 = native.linear_requant(*args)
+        assert torch.equal(native.linear_requant(*args, seven_bit=True), r8)
+        want = requant_reference(
+            ref_acc(a, w, 60), bias_i, fpm.multiplier, fpm.shift, zp, lo, hi, dtype
+        )
+        assert torch.equal(r8, want)
+    # float input, qmax <= 127 selects the 7-bit path inside linear_static_fp32
+    x = torch.randn(m, k, generator=g) * 3
+    got = native.linear_static_fp32(x, 0.05, 60, packed, out_scale, bias, qmin=0, qmax=127)
+    x_q = native.quantize_u8(x, 0.05, 60, 0, 127)
+    s = torch.tensor(0.05, dtype=torch.float32) * out_scale
+    assert torch.equal(got, native.linear_fp32_out(x_q, 60, packed, s, bias))

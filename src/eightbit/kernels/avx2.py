@@ -1,7 +1,8 @@
 """Native AVX2 backend: our exact u8 x s8 -> int32 GEMM (:mod:`eightbit.kernels.native`).
 
 Exact for full 8-bit activations (int16 ``vpmaddwd`` products, no saturation), fused epilogues,
-integer requantization bit-identical to the reference.
+integer requantization bit-identical to the reference. Activations whose qparams clamp to
+``qmax <= 127`` (``reduce_range``) take the faster 7-bit ``vpmaddubsw`` path, with the same results.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ class Avx2Linear(PreparedLinear):
         check_input_qparams(input_qp)
         w = self.qweight
         scale, zero_point = float(input_qp.scale), int(input_qp.zero_point)
-        if (input_qp.qmin, input_qp.qmax) == (0, 255):  # fused: uint8 never touches memory
-            return native.linear_static_fp32(x, scale, zero_point, self._packed, w.scale, w.bias)
-        x_q = native.quantize_u8(x, scale, zero_point, input_qp.qmin, input_qp.qmax)
+        qmin, qmax = input_qp.qmin, input_qp.qmax
+        if (qmin, qmax) == (0, 255) or qmax <= 127:  # fused (qmax <= 127: the 7-bit path)
+            return native.linear_static_fp32(
+                x, scale, zero_point, self._packed, w.scale, w.bias, qmin, qmax
+            )
+        x_q = native.quantize_u8(x, scale, zero_point, qmin, qmax)
         out_scale = input_qp.scale * w.scale
         return native.linear_fp32_out(x_q, zero_point, self._packed, out_scale, w.bias)
 
@@ -77,6 +81,7 @@ class Avx2Linear(PreparedLinear):
             lo,
             hi,
             output_qp.dtype,
+            seven_bit=input_qp.qmax <= 127,  # x_q is clamped to [qmin, qmax] by its producer
         )
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:

@@ -138,11 +138,12 @@ _SIGNATURES: dict[str, str] = {
     "eb_pack_weight": "pllpp",
     "eb_quantize_u8": "plfiiip",
     "eb_quantize_u8_rows": "pllppp",
-    "eb_gemm_u8_i32": "pillplpi",
-    "eb_linear_u8_f32": "pillplpppi",
-    "eb_linear_f32_static": "pfiiillplpppi",
+    "eb_pack_weight_quad": "pllp",
+    "eb_gemm_u8_i32": "pillpplpi",
+    "eb_linear_u8_f32": "pillpplpppi",
+    "eb_linear_f32_static": "pfiiillpplpppi",
     "eb_linear_f32_dynamic": "pillplpppppi",
-    "eb_linear_u8_requant": "pillplpppiiiipi",
+    "eb_linear_u8_requant": "pillpplpppiiiipi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -260,6 +261,10 @@ class PackedWeight:
     ``data``: int8 panels ``[ceil(N/16)][ceil(K/2)][16][2]`` (zero padded), followed by the int32
     column sums ``sum_k w[n, k]`` padded to whole panels (the M = 1 path needs them);
     ``colsum``: a (N,) int32 view of those sums.
+
+    The 7-bit path (activations known to be <= 127) needs a second copy in k-quads
+    (``[ceil(N/16)][ceil(K/4)][16][4]``), packed on its first use by :meth:`quad_ptr` and kept:
+    weights used only by the 8-bit path cost no extra memory.
     """
 
     data: Tensor
@@ -267,9 +272,31 @@ class PackedWeight:
     n: int
     k: int
     ptr: int = field(init=False, repr=False)  # data.data_ptr(), read once
+    quad: Tensor | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ptr", self.data.data_ptr())
+
+    def quad_ptr(self) -> int:
+        """Pointer to the k-quad layout of the 7-bit path, packing it on first use."""
+        quad = self.quad
+        if quad is None:
+            with _quad_lock:
+                quad = self.quad
+                if quad is None:
+                    size = (self.n + 15) // 16 * ((self.k + 3) // 4) * 64
+                    buf = torch.empty(size + 64, dtype=torch.int8)
+                    offset = -buf.data_ptr() % 64
+                    quad = buf[offset : offset + size]
+                    _load().eb_pack_weight_quad(self.ptr, self.n, self.k, quad.data_ptr())
+                    object.__setattr__(self, "quad", quad)
+        return quad.data_ptr()
+
+    def _quad_or_null(self, seven_bit: bool) -> int | None:
+        return self.quad_ptr() if seven_bit else None
+
+
+_quad_lock = threading.Lock()
 
 
 def pack_weight(w: Tensor) -> PackedWeight:
@@ -299,12 +326,17 @@ def _check_input(a: Tensor, name: str, dtype: torch.dtype, packed: PackedWeight)
     return m, ptr
 
 
-def gemm_u8s8_int32(a: Tensor, packed: PackedWeight, za: int = 0) -> Tensor:
-    """int32 (M, N): ``sum_k (a[m, k] - za) * w[n, k]``; ``za=0`` gives the raw product."""
+def gemm_u8s8_int32(
+    a: Tensor, packed: PackedWeight, za: int = 0, seven_bit: bool = False
+) -> Tensor:
+    """int32 (M, N): ``sum_k (a[m, k] - za) * w[n, k]``; ``za=0`` gives the raw product.
+
+    ``seven_bit=True``: the caller guarantees every ``a`` value is <= 127 (not checked; larger
+    values give wrong sums); then the faster ``vpmaddubsw`` path runs, with identical results."""
     m, pa = _check_input(a, "a", torch.uint8, packed)
     out = torch.empty(m, packed.n, dtype=torch.int32)
     status = _load().eb_gemm_u8_i32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed.n,
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), packed.n,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
@@ -313,11 +345,17 @@ def gemm_u8s8_int32(a: Tensor, packed: PackedWeight, za: int = 0) -> Tensor:
 
 
 def linear_fp32_out(
-    a_q: Tensor, za: int, packed: PackedWeight, out_scale: Tensor, bias: Tensor | None = None
+    a_q: Tensor,
+    za: int,
+    packed: PackedWeight,
+    out_scale: Tensor,
+    bias: Tensor | None = None,
+    seven_bit: bool = False,
 ) -> Tensor:
     """float32 (M, N): ``fl(fl(float(acc) * out_scale[n]) + bias[n])``.
 
     ``acc = sum_k (a_q - za) * w`` exactly; ``out_scale = a_scale * w_scale`` (N,) float32.
+    ``seven_bit``: the caller guarantees ``a_q <= 127`` (as :func:`gemm_u8s8_int32`).
     """
     m, pa = _check_input(a_q, "a_q", torch.uint8, packed)
     n = packed.n
@@ -325,7 +363,7 @@ def linear_fp32_out(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_u8_f32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, n, s, b,
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, s, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
@@ -346,7 +384,8 @@ def linear_static_fp32(
     """Fused static linear, float32 in and out: quantize ``x`` (M, K) with ``(scale, zp)`` and
     clamp to ``[qmin, qmax]`` as :func:`quantize_u8` does, INT8 GEMM, then
     ``fl(fl(float(acc) * fl(scale * w_scale[n])) + bias[n])``. The uint8 activations are never
-    written to memory."""
+    written to memory (8-bit path). ``qmax <= 127`` (reduce_range) selects the 7-bit path: the
+    clamped activations are 7-bit, so ``vpmaddubsw`` cannot saturate; same results."""
     m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
@@ -357,7 +396,8 @@ def linear_static_fp32(
         raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
-        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr, n, ws, b,
+        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
+        packed._quad_or_null(qmax <= 127), n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
@@ -376,12 +416,14 @@ def linear_requant(
     lo: int,
     hi: int,
     out_dtype: torch.dtype = torch.uint8,
+    seven_bit: bool = False,
 ) -> Tensor:
     """INT8 in, INT8 out: ``clamp(out_zp + M[n] * (acc + bias_i32[n]), lo, hi)``.
 
     ``M = m0 * 2^-31 * 2^-shift`` applied with gemmlowp's saturating rounding doubling high
     multiply and rounding right shift, bit-exact with
     :func:`eightbit.core.fixedpoint.requantize`. ``shift`` must lie in [-31, 62].
+    ``seven_bit``: the caller guarantees ``a_q <= 127`` (as :func:`gemm_u8s8_int32`).
     """
     m, pa = _check_input(a_q, "a_q", torch.uint8, packed)
     n = packed.n
@@ -403,7 +445,7 @@ def linear_requant(
         )
     out = torch.empty(m, n, dtype=out_dtype)
     status = _load().eb_linear_u8_requant(
-        pa, _check_zp(za), m, packed.k, packed.ptr, n, b, mp, sp,
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, b, mp, sp,
         out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:

@@ -62,12 +62,12 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
                     int32_t *right);
 void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                       int nr, const int32_t *left, const int32_t *right, int vec_requant);
-int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
-            const eb_epilogue *epi, int nthreads);
+int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+            int64_t n, const eb_epilogue *epi, int nthreads);
 
 /* gemv.c */
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
-            const eb_epilogue *epi, int nthreads);
+            const eb_epilogue *epi, int seven, int nthreads);
 
 /* quant.c, exported */
 void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,

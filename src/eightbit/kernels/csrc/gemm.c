@@ -27,6 +27,9 @@
 #ifndef KC2
 #define KC2 256 /* k-pairs per K block (8 KiB int8 weight micro-panel, stays in L1) */
 #endif
+#ifndef KC4
+#define KC4 128 /* k-quads per K block of the 7-bit path (8 KiB micro-panel) */
+#endif
 #ifndef MC
 #define MC 72 /* rows per M block */
 #endif
@@ -94,6 +97,62 @@ UKERNEL(6)
 typedef void (*ukernel_fn)(int64_t, const int32_t *, int64_t, const int8_t *, const int32_t *,
                            int32_t *);
 static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
+
+/* ---------------------------------------------------------------- 7-bit microkernel
+ * Activations known to lie in [0, 127] (reduce_range): vpmaddubsw multiplies a broadcast k-quad
+ * of raw uint8 activations with 8 columns x 4 int8 weights; an int16 pair sum is at most
+ * 2 * 127 * 128 = 32512 < 2^15, so it never saturates. vpmaddwd with ones widens each to int32
+ * (the quad's sum per column) and vpaddd accumulates: 3 instructions per 32 products. The zero
+ * point is applied after the last K block as acc -= za * colsum[n] (int32 wrap-around, exact since
+ * the true result fits). Weights: the quad layout of eb_pack_weight_quad. */
+static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1,
+                                                                  1, 1, 1, 1, 1, 1, 1, 1};
+
+#define ROW7(APTR, C0, C1)                                                                      \
+    __asm__ volatile("vpbroadcastd %[a], %%ymm13\n\t"                                            \
+                     "vpmaddubsw %[b0], %%ymm13, %%ymm12\n\t"                                    \
+                     "vpmaddwd %[ones], %%ymm12, %%ymm12\n\t"                                    \
+                     "vpaddd %%ymm12, %[c0], %[c0]\n\t"                                          \
+                     "vpmaddubsw %[b1], %%ymm13, %%ymm13\n\t"                                    \
+                     "vpmaddwd %[ones], %%ymm13, %%ymm13\n\t"                                    \
+                     "vpaddd %%ymm13, %[c1], %[c1]"                                             \
+                     : [c0] "+x"(C0), [c1] "+x"(C1)                                             \
+                     : [a] "m"(*(const int32_t *)(APTR)), [b0] "x"(b0), [b1] "x"(b1),           \
+                       [ones] "m"(*(const __m256i *)ONES16)                                     \
+                     : "xmm12", "xmm13")
+
+/* acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel (64 bytes per quad). */
+#define UKERNEL7(MR)                                                                            \
+    static void uk7_##MR(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,            \
+                         const int32_t *cin, int32_t *cout) {                                   \
+        const int mr_ = MR;                                                                     \
+        __m256i x0 = _mm256_setzero_si256(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;       \
+        __m256i x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;                         \
+        LOAD_ACC(0, x0, x1) LOAD_ACC(1, x2, x3) LOAD_ACC(2, x4, x5)                             \
+        LOAD_ACC(3, x6, x7) LOAD_ACC(4, x8, x9) LOAD_ACC(5, x10, x11)                           \
+        for (int64_t k = 0; k < k4; k++) {                                                      \
+            __m256i b0 = _mm256_load_si256((const __m256i *)(b + 64 * k));                      \
+            __m256i b1 = _mm256_load_si256((const __m256i *)(b + 64 * k + 32));                 \
+            if (MR > 0) ROW7(a + 4 * k, x0, x1);                                                \
+            if (MR > 1) ROW7(a + lda + 4 * k, x2, x3);                                          \
+            if (MR > 2) ROW7(a + 2 * lda + 4 * k, x4, x5);                                      \
+            if (MR > 3) ROW7(a + 3 * lda + 4 * k, x6, x7);                                      \
+            if (MR > 4) ROW7(a + 4 * lda + 4 * k, x8, x9);                                      \
+            if (MR > 5) ROW7(a + 5 * lda + 4 * k, x10, x11);                                    \
+        }                                                                                       \
+        STORE_ACC(0, x0, x1) STORE_ACC(1, x2, x3) STORE_ACC(2, x4, x5)                          \
+        STORE_ACC(3, x6, x7) STORE_ACC(4, x8, x9) STORE_ACC(5, x10, x11)                        \
+    }
+UKERNEL7(1)
+UKERNEL7(2)
+UKERNEL7(3)
+UKERNEL7(4)
+UKERNEL7(5)
+UKERNEL7(6)
+
+typedef void (*ukernel7_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, const int32_t *,
+                            int32_t *);
+static const ukernel7_fn UK7[7] = {NULL, uk7_1, uk7_2, uk7_3, uk7_4, uk7_5, uk7_6};
 
 /* ---------------------------------------------------------------- epilogues */
 
@@ -230,6 +289,11 @@ typedef struct {
     int64_t m, k, n, k2, lda, panels;
     int32_t *a16; /* (m, lda) int16 pairs */
     const int8_t *packed;
+    /* 7-bit path (quad != NULL): uint8 rows (m, lda8 bytes), k4 quads, column sums */
+    const int8_t *quad;
+    uint8_t *a8;
+    int64_t k4, lda8;
+    const int32_t *colsum;
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
@@ -242,6 +306,18 @@ typedef struct {
 static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
     const eb_input *in = jb->in;
     int64_t k = jb->k;
+    if (jb->quad) { /* 7-bit: raw uint8 rows, zero padded to whole quads */
+        for (int64_t r = r0; r < r1; r++) {
+            uint8_t *dst = jb->a8 + r * jb->lda8;
+            if (in->kind == EB_IN_U8)
+                memcpy(dst, (const uint8_t *)in->x + r * k, (size_t)k);
+            else
+                eb_quantize_u8((const float *)in->x + r * k, k, in->scale, in->zp, in->qmin,
+                               in->qmax, dst);
+            memset(dst + k, 0, (size_t)(jb->k4 * 4 - k));
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         int16_t *dst = (int16_t *)(jb->a16 + r * jb->lda);
         if (in->kind == EB_IN_U8) {
@@ -302,6 +378,50 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
     }
 }
 
+/* The 7-bit path's compute_block: quads instead of pairs, zero point fixed before the epilogue. */
+static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
+                           int32_t *partial) {
+    int32_t tile[EB_MR * 16] __attribute__((aligned(64)));
+    int64_t k4 = jb->k4, lda = jb->lda8;
+    __m256i za = _mm256_set1_epi32(jb->in->zp);
+    for (int64_t ic = m0; ic < m1; ic += MC) {
+        int64_t ie = ic + MC < m1 ? ic + MC : m1;
+        for (int64_t jc = p0; jc < p1; jc += NCP) {
+            int64_t je = jc + NCP < p1 ? jc + NCP : p1;
+            for (int64_t pc = 0; pc < k4 || pc == 0; pc += KC4) {
+                int64_t kc = k4 - pc < KC4 ? k4 - pc : KC4;
+                int first = pc == 0, last = pc + KC4 >= k4;
+                for (int64_t jr = jc; jr < je; jr++) {
+                    const int8_t *b = jb->quad + (jr * k4 + pc) * 64;
+                    int64_t col = jr * 16;
+                    __m256i zs0 = _mm256_mullo_epi32(
+                        za, _mm256_loadu_si256((const __m256i *)(jb->colsum + col)));
+                    __m256i zs1 = _mm256_mullo_epi32(
+                        za, _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8)));
+                    for (int64_t ir = ic; ir < ie; ir += EB_MR) {
+                        int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
+                        int32_t *part =
+                            partial + (((ir - ic) / EB_MR) * NCP + (jr - jc)) * (EB_MR * 16);
+                        UK7[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
+                                last ? tile : part);
+                        if (last) {
+                            for (int i = 0; i < mr; i++) {
+                                __m256i *t = (__m256i *)(tile + 16 * i);
+                                _mm256_store_si256(t, _mm256_sub_epi32(_mm256_load_si256(t), zs0));
+                                _mm256_store_si256(t + 1,
+                                                   _mm256_sub_epi32(_mm256_load_si256(t + 1), zs1));
+                            }
+                            int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
+                            eb_epilogue_tile(jb->epi, tile, ir, col, mr, nr, jb->left, jb->right,
+                                             jb->vec_requant);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Make sure the A rows of M block mb are prepared: prepare them ourselves if nobody has. */
 static void ensure_rows(job *jb, int64_t mb) {
     int32_t *flag = jb->ready + mb;
@@ -321,7 +441,7 @@ static void ensure_rows(job *jb, int64_t mb) {
 static void gemm_task(void *ctx, int64_t c) {
     job *jb = (job *)ctx;
     int32_t *partial = NULL;
-    if (jb->k2 > KC2) {
+    if (jb->quad ? jb->k4 > KC4 : jb->k2 > KC2) {
         size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
         partial = (int32_t *)eb_scratch(1, pbytes);
         if (!partial) {
@@ -333,7 +453,10 @@ static void gemm_task(void *ctx, int64_t c) {
     ensure_rows(jb, mb);
     int64_t m1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
     int64_t p1 = (nb + 1) * jb->nch < jb->panels ? (nb + 1) * jb->nch : jb->panels;
-    compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
+    if (jb->quad)
+        compute_block7(jb, mb * MC, m1, nb * jb->nch, p1, partial);
+    else
+        compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
 }
 
 /* Split requantization shifts into left/right arrays padded to npad; 1 when the vector path
@@ -351,10 +474,10 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
     return vec;
 }
 
-int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int64_t n,
-            const eb_epilogue *epi, int nthreads) {
+int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+            int64_t n, const eb_epilogue *epi, int nthreads) {
     if (m <= 0 || n <= 0) return 0;
-    if (m == 1 && k > 0) return eb_gemv(in, k, packed, n, epi, nthreads);
+    if (m == 1 && k > 0) return eb_gemv(in, k, packed, n, epi, quad != NULL, nthreads);
     job jb;
     jb.in = in;
     jb.m = m;
@@ -364,16 +487,21 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int6
     jb.lda = (jb.k2 + 15) & ~(int64_t)15; /* 64-byte rows */
     jb.panels = (n + 15) / 16;
     jb.packed = packed;
+    jb.quad = quad;
+    jb.k4 = (k + 3) / 4;
+    jb.lda8 = (jb.k4 * 4 + 63) & ~(int64_t)63;
+    jb.colsum = (const int32_t *)(packed + ((n + 15) / 16) * jb.k2 * 32);
     jb.epi = epi;
     jb.vec_requant = 1;
     int64_t npad = jb.panels * 16;
     /* one scratch block: A int16 rows, then left/right shift arrays */
-    size_t abytes = (size_t)(m * jb.lda) * sizeof(int32_t);
+    size_t abytes = quad ? (size_t)(m * jb.lda8) : (size_t)(m * jb.lda) * sizeof(int32_t);
     size_t sbytes = (size_t)npad * sizeof(int32_t);
     int64_t blocks_m = (m + MC - 1) / MC;
     char *buf = (char *)eb_scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
     if (!buf) return -1;
     jb.a16 = (int32_t *)buf;
+    jb.a8 = (uint8_t *)buf;
     int32_t *left = (int32_t *)(buf + abytes), *right = left + npad;
     jb.ready = right + npad;
     memset(jb.ready, 0, (size_t)blocks_m * 4);
@@ -396,34 +524,36 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, int6
 }
 
 /* ---------------------------------------------------------------- exported entry points
- * GEMM entry points return 0, or -1 when scratch memory could not be allocated. */
+ * GEMM entry points return 0, or -1 when scratch memory could not be allocated. quad: NULL, or
+ * the weights in eb_pack_weight_quad's layout to take the 7-bit path; the caller guarantees that
+ * every uint8 activation (after quantization and clamping, for float input) is <= 127. */
 
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
 int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
-                    int64_t n, int32_t *out, int nthreads) {
+                   const int8_t *quad, int64_t n, int32_t *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
 }
 
 /* Static linear, uint8 input: out = float(acc) * out_scale[n] + bias[n]. */
 int eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
-                      int64_t n, const float *out_scale, const float *bias, float *out,
+                     const int8_t *quad, int64_t n, const float *out_scale, const float *bias, float *out,
                       int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, 1.0f, out_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
 }
 
 /* Static linear, float input quantized on the fly with (scale, zp, [qmin, qmax]): out = float(acc) * fl(scale *
  * w_scale[n]) + bias[n]. */
 int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
-                         int64_t m, int64_t k,
-                          const int8_t *packed, int64_t n, const float *w_scale,
+                         int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+                         int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
 }
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
@@ -451,16 +581,16 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         }
     }
     eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, NULL, n, &e, nthreads);
 }
 
 /* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */
 int eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
-                          const int8_t *packed, int64_t n, const int32_t *bias_i,
+                         const int8_t *packed, const int8_t *quad, int64_t n, const int32_t *bias_i,
                           const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
                           int32_t hi, int out_signed, void *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
                      shift, out_zp, lo, hi};
-    return eb_gemm(&in, m, k, packed, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
 }

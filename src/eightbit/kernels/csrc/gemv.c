@@ -21,7 +21,8 @@ typedef struct {
     int64_t k2, panels, n, chunk;
     const int8_t *packed;
     const int32_t *colsum;
-    int32_t corr; /* 128 - za */
+    int32_t corr; /* 128 - za (7-bit: -za) */
+    int seven;    /* activations <= 127: no sign trick */
     const eb_epilogue *epi;
     const int32_t *left, *right;
     int vec_requant;
@@ -34,10 +35,17 @@ static inline __m256i pair_sums(const int8_t *b, const __m256i *act, int64_t j) 
                                 _mm256_sign_epi8(w, _mm256_load_si256(act + 2 * j + 1)));
 }
 
+/* 7-bit activations (all <= 127): act holds the raw pair, vpmaddubsw is exact without the sign
+ * trick (2 * 127 * 128 < 2^15), -128 weights included. */
+static inline __m256i pair_sums7(const int8_t *b, const __m256i *act, int64_t j) {
+    return _mm256_maddubs_epi16(_mm256_load_si256(act + 2 * j),
+                                _mm256_load_si256((const __m256i *)(b + 32 * j)));
+}
+
 /* NP panels at b (stride ps bytes) -> int32 lo/hi accumulators (cols 0-3|8-11 and 4-7|12-15). */
-#define GEMV_PANELS(NP)                                                                         \
-    static void gemv##NP(const gemv_job *g, const int8_t *b, int64_t ps, __m256i *lo,           \
-                         __m256i *hi) {                                                         \
+#define GEMV_PANELS(NP, NAME, pair_sums)                                                        \
+    static void NAME(const gemv_job *g, const int8_t *b, int64_t ps, __m256i *lo,               \
+                     __m256i *hi) {                                                             \
         const __m256i ones = _mm256_set1_epi16(1);                                              \
         __m256i l[NP], h[NP];                                                                   \
         for (int q = 0; q < NP; q++) l[q] = h[q] = _mm256_setzero_si256();                      \
@@ -51,8 +59,10 @@ static inline __m256i pair_sums(const int8_t *b, const __m256i *act, int64_t j) 
         }                                                                                       \
         for (int q = 0; q < NP; q++) lo[q] = l[q], hi[q] = h[q];                                \
     }
-GEMV_PANELS(1)
-GEMV_PANELS(4)
+GEMV_PANELS(1, gemv1, pair_sums)
+GEMV_PANELS(4, gemv4, pair_sums)
+GEMV_PANELS(1, gemv1_7, pair_sums7)
+GEMV_PANELS(4, gemv4_7, pair_sums7)
 
 /* Panels of chunk c: accumulate, fix the zero point, run the epilogue. */
 static void gemv_task(void *ctx, int64_t c) {
@@ -64,10 +74,11 @@ static void gemv_task(void *ctx, int64_t c) {
     for (int64_t p = p0; p < p1;) {
         __m256i lo[4], hi[4];
         int np = p + 4 <= p1 ? 4 : 1;
-        if (np == 4)
-            gemv4(g, g->packed + p * ps, ps, lo, hi);
+        const int8_t *b = g->packed + p * ps;
+        if (g->seven)
+            (np == 4 ? gemv4_7 : gemv1_7)(g, b, ps, lo, hi);
         else
-            gemv1(g, g->packed + p * ps, ps, lo, hi);
+            (np == 4 ? gemv4 : gemv1)(g, b, ps, lo, hi);
         for (int q = 0; q < np; q++) {
             int64_t col = (p + q) * 16;
             __m256i c0 = _mm256_permute2x128_si256(lo[q], hi[q], 0x20);
@@ -112,8 +123,9 @@ static const uint8_t *row_u8(const eb_input *in, int64_t k, uint8_t *buf, int32_
 }
 
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
-            const eb_epilogue *epi, int nthreads) {
+            const eb_epilogue *epi, int seven, int nthreads) {
     gemv_job g;
+    g.seven = seven;
     g.k2 = (k + 1) / 2;
     g.panels = (n + 15) / 16;
     g.n = n;
@@ -132,8 +144,12 @@ int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
     g.right = right;
     int32_t za;
     const uint8_t *a = row_u8(in, k, q, &za);
-    g.corr = 128 - za;
-    for (int64_t j = 0; j < pairs; j++) {
+    g.corr = seven ? -za : 128 - za;
+    for (int64_t j = 0; j < pairs && seven; j++) {
+        int a0 = 2 * j < k ? a[2 * j] : 0, a1 = 2 * j + 1 < k ? a[2 * j + 1] : 0;
+        act[2 * j] = _mm256_set1_epi16((int16_t)(uint16_t)(a0 | a1 << 8));
+    }
+    for (int64_t j = 0; j < pairs && !seven; j++) {
         int s0 = 2 * j < k ? (int)a[2 * j] - 128 : 0;
         int s1 = 2 * j + 1 < k ? (int)a[2 * j + 1] - 128 : 0;
         uint16_t u = (uint16_t)((s0 < 0 ? -s0 : s0) | (s1 < 0 ? -s1 : s1) << 8);

@@ -157,3 +157,17 @@ void eb_pack_weight(const int8_t *w, int64_t n, int64_t k, int8_t *packed, int32
     }
     for (int64_t c = n; c < panels * EB_NR; c++) colsum[c] = 0;
 }
+
+/* Weights for the 7-bit path, rearranged from eb_pack_weight's pair panels: panels
+ * [ceil(n/16)][ceil(k/4)][16][4] int8 (a column's k-quad is 4 consecutive bytes; zero padded). */
+void eb_pack_weight_quad(const int8_t *pairs, int64_t n, int64_t k, int8_t *packed) {
+    int64_t k2 = (k + 1) / 2, k4 = (k + 3) / 4, panels = (n + EB_NR - 1) / EB_NR;
+    memset(packed, 0, (size_t)(panels * k4 * EB_NR * 4));
+    for (int64_t p = 0; p < panels; p++) {
+        const int8_t *src = pairs + p * k2 * EB_NR * 2;
+        int8_t *dst = packed + p * k4 * EB_NR * 4;
+        for (int64_t j = 0; j < 2 * k2; j++)
+            for (int c = 0; c < EB_NR; c++)
+                dst[(j / 4) * EB_NR * 4 + c * 4 + (j & 3)] = src[(j / 2) * EB_NR * 2 + c * 2 + (j & 1)];
+    }
+}
