@@ -93,3 +93,16 @@ def test_delayed_activation_quantization():
     for _ in range(3):
         fq(torch.randn(2, 8))
     assert fq.activation_quant_active()
+
+
+def test_qat_ranges_are_frozen_in_eval_mode():
+    fq, x = _trained_fake_quant(per_channel=False, symmetric=True)
+    fq.observe = True  # even with observing on, eval mode must not update the EMA
+    before = fq.input_qparams()
+    with torch.no_grad():
+        fq(x * 100)
+    after = fq.input_qparams()
+    assert torch.equal(before.scale, after.scale)
+    fq.train()
+    fq(x * 100)
+    assert float(fq.input_qparams().scale) > float(before.scale)

@@ -70,7 +70,9 @@ class FakeQuantLinear(nn.Module):
         return self.fake_quant and int(self.steps) >= self.act_quant_delay
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.observe:
+        # calibration probes observe always; QAT layers only while training, so evaluating a
+        # QAT model never moves its learned ranges toward the evaluation data
+        if self.observe and (self.training or not self.fake_quant):
             self.input_observer(x.detach(), current_mask(x))
             if self.training:
                 self.steps += 1
