@@ -7,6 +7,7 @@ and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from eightbit.errors import EightbitError
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_MODEL = "models/marian-en-es"
+DEFAULT_CLASSIFY_CACHE = "models/classify-cache"
 METHOD_HELP = (
     "calibration method: minmax, ema, kl-symmetric, kl-independent, kl-conjugate, "
     "percentile, mse, or dynamic"
@@ -145,7 +147,74 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_config(args: argparse.Namespace):
+    from eightbit.training.classifier import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+        seed=args.train_seed,
+        threads=args.threads,
+        device=args.device,
+        progress=not args.quiet,
+    )
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from eightbit.training.classifier import finetune_cached
+
+    _, _, path = finetune_cached(args.task, args.cache_dir, args.base_model, _finetune_config(args))
+    print(path)
+    return 0
+
+
+def _demo_classify(args: argparse.Namespace) -> int:
+    from eightbit.evaluate.classify import (
+        ClassifyEvalConfig,
+        run_classify_demo,
+        to_markdown,
+        write_reports,
+    )
+
+    finetune = _finetune_config(args)
+    config = ClassifyEvalConfig(
+        qat_finetune=dataclasses.replace(
+            finetune, epochs=args.qat_epochs, learning_rate=args.qat_learning_rate
+        ),
+        methods=tuple(args.methods),
+        calibration_size=args.calibration_size,
+        test_size=args.test_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+    report = run_classify_demo(args.cache_dir, args.base_model, tuple(args.tasks), finetune, config)
+    write_reports(report, Path(args.output_dir))
+    if args.json:
+        from eightbit.evaluate.report import write_json
+
+        write_json(args.json, report)
+    print(to_markdown(report), end="")
+    print(f"\nreports written to {args.output_dir}/ (classify.md, classify.json, classify_*.png)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.task == "classify":
+        if args.methods is None:
+            from eightbit.evaluate.classify import ALL_METHODS as CLASSIFY_METHODS
+
+            args.methods = list(CLASSIFY_METHODS)
+        return _demo_classify(args)
+    from eightbit.evaluate.nmt import ALL_METHODS
+
+    if args.methods and "qat" in args.methods:
+        raise UsageError("method qat needs --task classify (translation has no QAT run yet)")
+    args.methods = args.methods or list(ALL_METHODS)
     if args.model == DEFAULT_MODEL and not Path(DEFAULT_MODEL).is_dir():
         # the shipped model is still being trained: show the kernel-level comparison instead
         print(
@@ -190,6 +259,29 @@ def _add_common_model_options(p: argparse.ArgumentParser, *, beam: bool = True) 
         p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
 
 
+def _add_finetune_options(p: argparse.ArgumentParser) -> None:
+    from eightbit.training.classifier import FinetuneConfig
+
+    d = FinetuneConfig()
+    p.add_argument("--base-model", help="local BERT-family checkpoint (default: shipped MiniLM)")
+    p.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CLASSIFY_CACHE,
+        help=f"fine-tuned FP32 checkpoints, reused when settings match "
+        f"(default {DEFAULT_CLASSIFY_CACHE})",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help=f"default {d.learning_rate}"
+    )
+    p.add_argument("--max-length", type=int, default=d.max_length, help=f"default {d.max_length}")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+    p.add_argument("--train-seed", type=int, default=d.seed, help=f"default {d.seed}")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"default {d.threads}")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eightbit",
@@ -198,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from eightbit.data.classification import TASKS
     from eightbit.evaluate.nmt import ALL_METHODS
 
     p = commands.add_parser(
@@ -209,12 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=DEFAULT_MODEL, help=f"Marian checkpoint (default {DEFAULT_MODEL})"
     )
     p.add_argument(
+        "--task",
+        choices=("translate", "classify"),
+        default="translate",
+        help="translate (Marian, BLEU) or classify (BERT-family, accuracy; default translate)",
+    )
+    p.add_argument(
         "--methods",
         nargs="+",
-        default=list(ALL_METHODS),
-        choices=ALL_METHODS,
+        default=None,
+        choices=(*ALL_METHODS, "qat"),
         metavar="METHOD",
-        help="methods to compare (default: all)",
+        help="methods to compare (default: all; qat only with --task classify)",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=list(TASKS),
+        help="classification tasks (default: all)",
     )
     p.add_argument(
         "--test-size", type=int, default=None, help="first N test sentences (default: all 1,000)"
@@ -224,7 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="reports", help="report directory (default reports)")
     p.add_argument("--json", help="also write the JSON report to this file")
     _add_common_model_options(p)
+    _add_finetune_options(p)
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")
+    p.add_argument(
+        "--qat-learning-rate", type=float, default=2e-5, help="QAT learning rate (default 2e-5)"
+    )
     p.set_defaults(handler=_demo)
+
+    p = commands.add_parser(
+        "finetune", help="fine-tune an FP32 classifier on a shipped corpus (cached)"
+    )
+    p.add_argument("task", choices=list(TASKS), help="classification task")
+    _add_finetune_options(p)
+    p.set_defaults(handler=_finetune)
 
     p = commands.add_parser("quantize", help="FP32 Marian checkpoint -> INT8 model directory")
     p.add_argument("model", help="FP32 checkpoint directory (Hugging Face Marian format)")

@@ -7,7 +7,15 @@ import pytest
 
 from eightbit.cli import build_parser, main
 
-SUBCOMMANDS = [["demo"], ["quantize"], ["translate"], ["evaluate"], ["bench"], ["bench", "kernels"]]
+SUBCOMMANDS = [
+    ["demo"],
+    ["finetune"],
+    ["quantize"],
+    ["translate"],
+    ["evaluate"],
+    ["bench"],
+    ["bench", "kernels"],
+]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS)
