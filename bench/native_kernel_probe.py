@@ -6,6 +6,7 @@ Each timing is the median of ``--repeats`` rounds; within a round every contende
 only) times with the process CPU clock, which does not count the time the OS gives other
 processes: the fairest kernel-against-kernel comparison on a shared machine. Prints one line per
 shape with speed ratios against torch FP32 ``F.linear`` and the geometric mean over M >= 32.
+``ours7_*``: the exact 7-bit path (activations quantized with a reduce_range scale to [0, 127]).
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ def probe(m: int, k: int, n: int, threads: int, repeats: int, seconds: float) ->
     zp = round(-float(x.min()) / x_scale)
     x_q = native.quantize_u8(x, x_scale, zp)
     out_scale = x_scale * w_scale
+    # 7-bit activations (reduce_range qparams): the exact vpmaddubsw path
+    x_scale7 = float((x.max() - x.min()) / 127)
+    zp7 = round(-float(x.min()) / x_scale7)
+    x_q7 = native.quantize_u8(x, x_scale7, zp7, 0, 127)
+    out_scale7 = x_scale7 * w_scale
     qw = torch.quantize_per_tensor(w, float(w.abs().max() / 127), 0, torch.qint8)
     fb_packed = torch.ops.quantized.linear_prepack(qw, b)
     fb_in = torch.quantize_per_tensor(x, x_scale, zp, torch.quint8)
@@ -99,6 +105,12 @@ def probe(m: int, k: int, n: int, threads: int, repeats: int, seconds: float) ->
         "fp32": lambda: F.linear(x, w, b),
         "ours_u8_f32": lambda: native.linear_fp32_out(x_q, zp, packed, out_scale, b),
         "ours_static": lambda: native.linear_static_fp32(x, x_scale, zp, packed, w_scale, b),
+        "ours7_u8_f32": lambda: native.linear_fp32_out(
+            x_q7, zp7, packed, out_scale7, b, seven_bit=True
+        ),
+        "ours7_static": lambda: native.linear_static_fp32(
+            x, x_scale7, zp7, packed, w_scale, b, 0, 127
+        ),
         "ours_dynamic": lambda: native.linear_dynamic(x, packed, w_scale, b),
         "fbgemm_static": lambda: torch.ops.quantized.linear(fb_in, fb_packed, 0.05, 128),
         "fbgemm_dynamic": lambda: torch.ops.quantized.linear_dynamic(x, fb_packed),
@@ -137,15 +149,17 @@ def main() -> None:
         ratios = {name: fp / t for name, t in med.items() if name != "fp32"}
         line = " ".join(f"{name} {r:.2f}" for name, r in ratios.items())
         ours_vs_ort = med.get("ort_int8", math.nan) / med["ours_u8_f32"]
+        ours7_vs_ort = med.get("ort_int8", math.nan) / med["ours7_u8_f32"]
         print(
             f"M={m:5d} K={k:5d} N={n:5d} fp32 {gflops:6.1f} GF/s | {line} | "
-            f"ours/ort_int8 {ours_vs_ort:.2f}",
+            f"ours/ort_int8 {ours_vs_ort:.2f} ours7/ort_int8 {ours7_vs_ort:.2f}",
             flush=True,
         )
         if m >= 32:
             for name, r in ratios.items():
                 logs.setdefault(name, []).append(math.log(r))
             logs.setdefault("ours/ort_int8", []).append(math.log(ours_vs_ort))
+            logs.setdefault("ours7/ort_int8", []).append(math.log(ours7_vs_ort))
     for name, values in logs.items():
         print(f"geomean M>=32 {name}: {math.exp(sum(values) / len(values)):.2f}")
 

@@ -17,7 +17,9 @@
  * measured alike). The exact vpmaddubsw variants considered (the vpsignb trick on activations
  * shifted by 128, 7-bit splits of activations or weights) need as many or more instructions per
  * product once several rows share the weight loads; for a single row the sign trick wins and
- * gemv.c uses it.
+ * gemv.c uses it. When the caller guarantees 7-bit activations (reduce_range: a <= 127), pair
+ * sums are at most 2 * 127 * 128 < 2^15 and the MLAS-style loop is exact: the "7-bit path" below
+ * (uk7_*, compute_block7, weights repacked in k-quads), selected by a non-NULL quad pointer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,7 @@
 #define KC2 256 /* k-pairs per K block (8 KiB int8 weight micro-panel, stays in L1) */
 #endif
 #ifndef KC4
-#define KC4 128 /* k-quads per K block of the 7-bit path (8 KiB micro-panel) */
+#define KC4 256 /* k-quads per K block of the 7-bit path (16 KiB micro-panel: measured faster than 8) */
 #endif
 #ifndef MC
 #define MC 72 /* rows per M block */
@@ -104,9 +106,8 @@ static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
  * 2 * 127 * 128 = 32512 < 2^15, so it never saturates. vpmaddwd with ones widens each to int32
  * (the quad's sum per column) and vpaddd accumulates: 3 instructions per 32 products. The zero
  * point is applied after the last K block as acc -= za * colsum[n] (int32 wrap-around, exact since
- * the true result fits). Weights: the quad layout of eb_pack_weight_quad. */
-static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1,
-                                                                  1, 1, 1, 1, 1, 1, 1, 1};
+ * the true result fits). Weights: the quad layout of eb_pack_weight_quad, read as memory operands
+ * of vpmaddubsw (ones stays in a register: measured 2-4% faster than the reverse). */
 
 #define ROW7(APTR, C0, C1)                                                                      \
     __asm__ volatile("vpbroadcastd %[a], %%ymm13\n\t"                                            \
@@ -117,8 +118,8 @@ static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1
                      "vpmaddwd %[ones], %%ymm13, %%ymm13\n\t"                                    \
                      "vpaddd %%ymm13, %[c1], %[c1]"                                             \
                      : [c0] "+x"(C0), [c1] "+x"(C1)                                             \
-                     : [a] "m"(*(const int32_t *)(APTR)), [b0] "x"(b0), [b1] "x"(b1),           \
-                       [ones] "m"(*(const __m256i *)ONES16)                                     \
+                     : [a] "m"(*(const int32_t *)(APTR)), [b0] "m"(*(const __m256i *)(bp)),     \
+                       [b1] "m"(*(const __m256i *)(bp + 32)), [ones] "x"(ones)                  \
                      : "xmm12", "xmm13")
 
 /* acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel (64 bytes per quad). */
@@ -126,13 +127,13 @@ static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1
     static void uk7_##MR(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,            \
                          const int32_t *cin, int32_t *cout) {                                   \
         const int mr_ = MR;                                                                     \
+        const __m256i ones = _mm256_set1_epi16(1);                                              \
         __m256i x0 = _mm256_setzero_si256(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;       \
         __m256i x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;                         \
         LOAD_ACC(0, x0, x1) LOAD_ACC(1, x2, x3) LOAD_ACC(2, x4, x5)                             \
         LOAD_ACC(3, x6, x7) LOAD_ACC(4, x8, x9) LOAD_ACC(5, x10, x11)                           \
         for (int64_t k = 0; k < k4; k++) {                                                      \
-            __m256i b0 = _mm256_load_si256((const __m256i *)(b + 64 * k));                      \
-            __m256i b1 = _mm256_load_si256((const __m256i *)(b + 64 * k + 32));                 \
+            const int8_t *bp = b + 64 * k;                                                      \
             if (MR > 0) ROW7(a + 4 * k, x0, x1);                                                \
             if (MR > 1) ROW7(a + lda + 4 * k, x2, x3);                                          \
             if (MR > 2) ROW7(a + 2 * lda + 4 * k, x4, x5);                                      \
