@@ -112,6 +112,7 @@ def probe(m: int, k: int, n: int, threads: int, repeats: int, seconds: float) ->
             x, x_scale7, zp7, packed, w_scale, b, 0, 127
         ),
         "ours_dynamic": lambda: native.linear_dynamic(x, packed, w_scale, b),
+        "ours7_dynamic": lambda: native.linear_dynamic(x, packed, w_scale, b, seven_bit=True),
         "fbgemm_static": lambda: torch.ops.quantized.linear(fb_in, fb_packed, 0.05, 128),
         "fbgemm_dynamic": lambda: torch.ops.quantized.linear_dynamic(x, fb_packed),
         **_ort_contenders(m, k, n, w, x_q, zp, threads),

@@ -452,3 +452,29 @@ def test_seven_bit_epilogues_equal_eight_bit_path(m, k, n):
     x_q = native.quantize_u8(x, 0.05, 60, 0, 127)
     s = torch.tensor(0.05, dtype=torch.float32) * out_scale
     assert torch.equal(got, native.linear_fp32_out(x_q, 60, packed, s, bias))
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 4, 4), (1, 203, 30), (9, 203, 300), (40, 1100, 70)])
+def test_linear_dynamic_seven_bit_matches_composition(per_row, m, k, n):
+    """7-bit dynamic mode: qparams_from_range(..., reduce_range=True) per row (or tensor), exact
+    GEMM, float epilogue."""
+    g = torch.Generator().manual_seed(m * 31 + k + n)
+    x = torch.randn(m, k, generator=g) * 2 + 0.3
+    w = rand_w(n, k, g)
+    packed, ws, b = native.pack_weight(w), torch.rand(n, generator=g) * 0.01, torch.randn(n)
+    got = native.linear_dynamic(x, packed, ws, b, per_row=per_row, seven_bit=True)
+    if m == 0:
+        assert got.shape == (0, n)
+        return
+    rows = [x[i] for i in range(m)] if per_row else [x]
+    qps = [qparams_from_range(r.min(), r.max(), reduce_range=True) for r in rows]
+    if not per_row:
+        qps = qps * m
+    want = torch.empty(m, n)
+    for i, qp in enumerate(qps):
+        assert (qp.qmin, qp.qmax) == (0, 127)
+        x_q = quantize(x[i : i + 1], qp)
+        acc = ref_acc(x_q, w, int(qp.zero_point)).float()
+        want[i] = acc[0] * (qp.scale.float() * ws) + b
+    assert torch.equal(got, want)

@@ -149,7 +149,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_gemm_u8_i32": "pillpplpi",
     "eb_linear_u8_f32": "pillpplpppi",
     "eb_linear_f32_static": "pfiiillpplpppi",
-    "eb_linear_f32_dynamic": "pillplpppppi",
+    "eb_linear_f32_dynamic": "pillpplpppppi",
     "eb_linear_u8_requant": "pillpplpppiiiipi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
@@ -501,12 +501,16 @@ def linear_dynamic(
     w_scale: Tensor,
     bias: Tensor | None = None,
     per_row: bool = True,
+    seven_bit: bool = False,
 ) -> Tensor:
     """Fused dynamic linear, float32 (M, K) -> float32 (M, N).
 
     Activation parameters are measured on ``x`` per row (``per_row``, as
     :func:`quantize_u8_per_row`) or per tensor, then
     ``out = fl(fl(float(acc) * fl(a_scale[m] * w_scale[n])) + bias[n])``.
+    ``seven_bit``: quantize to 7 bits instead (the parameters of
+    ``qparams_from_range(lo, hi, reduce_range=True)``, levels [0, 127], scale ``(hi - lo) / 127``)
+    and take the faster 7-bit path; coarser activations, so results differ from the 8-bit mode.
     """
     m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
@@ -514,7 +518,7 @@ def linear_dynamic(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_dynamic(
-        pa, int(per_row), m, packed.k, packed.ptr, n, ws, b,
+        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, ws, b,
         out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
     if status:

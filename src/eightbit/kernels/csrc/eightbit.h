@@ -40,13 +40,13 @@ typedef struct {
     const void *x;      /* (m, k) uint8 or float32 */
     int32_t zp;         /* U8 / F32_STATIC: zero point */
     float scale;        /* F32_STATIC: scale */
-    int32_t qmin, qmax; /* F32_STATIC: clamp of the quantized values (dynamic: 0, 255) */
+    int32_t qmin, qmax; /* F32_*: clamp of the quantized values (dynamic: 0, 255 or 0, 127) */
     float *row_scale;   /* F32_ROW/TENSOR: out (m,) scales (may be scratch) */
     int32_t *row_zp;    /* F32_ROW/TENSOR: out (m,) zero points (may be NULL) */
 } eb_input;
 
 /* quant.c */
-void eb_row_qparams(float lo, float hi, float *scale, int32_t *zp);
+void eb_row_qparams(float lo, float hi, int32_t qmax, float *scale, int32_t *zp);
 void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int32_t qmin,
                          int32_t qmax, int16_t *dst);
 void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);

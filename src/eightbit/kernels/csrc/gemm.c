@@ -304,17 +304,38 @@ typedef struct {
     int failed;     /* atomic: some chunk could not get scratch memory */
 } job;
 
+/* Quantization parameters of float row r (static, per-row measured, or per-tensor given). */
+static void row_params(const eb_input *in, const float *x, int64_t k, int64_t r, float *s,
+                       int32_t *z) {
+    *s = in->scale;
+    *z = in->zp;
+    if (in->kind == EB_IN_F32_ROW) {
+        float lo = 0.0f, hi = 0.0f;
+        if (k > 0) eb_row_minmax(x, k, &lo, &hi);
+        eb_row_qparams(lo, hi, in->qmax, s, z);
+        in->row_scale[r] = *s;
+        if (in->row_zp) in->row_zp[r] = *z;
+    } else if (in->kind == EB_IN_F32_TENSOR) {
+        *s = in->row_scale[r];
+        *z = in->row_zp[r];
+    }
+}
+
 static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
     const eb_input *in = jb->in;
     int64_t k = jb->k;
     if (jb->quad) { /* 7-bit: raw uint8 rows, zero padded to whole quads */
         for (int64_t r = r0; r < r1; r++) {
             uint8_t *dst = jb->a8 + r * jb->lda8;
-            if (in->kind == EB_IN_U8)
+            if (in->kind == EB_IN_U8) {
                 memcpy(dst, (const uint8_t *)in->x + r * k, (size_t)k);
-            else
-                eb_quantize_u8((const float *)in->x + r * k, k, in->scale, in->zp, in->qmin,
-                               in->qmax, dst);
+            } else {
+                const float *x = (const float *)in->x + r * k;
+                float s;
+                int32_t z;
+                row_params(in, x, k, r, &s, &z);
+                eb_quantize_u8(x, k, s, z, in->qmin, in->qmax, dst);
+            }
             memset(dst + k, 0, (size_t)(jb->k4 * 4 - k));
         }
         return;
@@ -325,23 +346,10 @@ static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
             eb_widen_row_u8((const uint8_t *)in->x + r * k, k, in->zp, dst);
         } else {
             const float *x = (const float *)in->x + r * k;
-            float s = in->scale;
-            int32_t z = in->zp, qmin = 0, qmax = 255;
-            if (in->kind == EB_IN_F32_ROW) {
-                float lo = 0.0f, hi = 0.0f;
-                if (k > 0) eb_row_minmax(x, k, &lo, &hi);
-                eb_row_qparams(lo, hi, &s, &z);
-                in->row_scale[r] = s;
-                if (in->row_zp) in->row_zp[r] = z;
-            } else if (in->kind == EB_IN_F32_TENSOR) {
-                s = in->row_scale[r];
-                z = in->row_zp[r];
-            }
-            if (in->kind == EB_IN_F32_STATIC) {
-                qmin = in->qmin;
-                qmax = in->qmax;
-            }
-            eb_quantize_row_i16(x, k, s, z, qmin, qmax, dst);
+            float s;
+            int32_t z;
+            row_params(in, x, k, r, &s, &z);
+            eb_quantize_row_i16(x, k, s, z, in->qmin, in->qmax, dst);
         }
     }
 }
@@ -384,6 +392,9 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                            int32_t *partial) {
     int32_t tile[EB_MR * 16] __attribute__((aligned(64)));
     int64_t k4 = jb->k4, lda = jb->lda8;
+    const int32_t *row_zp = jb->in->kind == EB_IN_F32_ROW || jb->in->kind == EB_IN_F32_TENSOR
+                                ? jb->in->row_zp
+                                : NULL; /* dynamic: one zero point per row */
     __m256i za = _mm256_set1_epi32(jb->in->zp);
     for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t ie = ic + MC < m1 ? ic + MC : m1;
@@ -395,10 +406,9 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                 for (int64_t jr = jc; jr < je; jr++) {
                     const int8_t *b = jb->quad + (jr * k4 + pc) * 64;
                     int64_t col = jr * 16;
-                    __m256i zs0 = _mm256_mullo_epi32(
-                        za, _mm256_loadu_si256((const __m256i *)(jb->colsum + col)));
-                    __m256i zs1 = _mm256_mullo_epi32(
-                        za, _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8)));
+                    __m256i cs0 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col));
+                    __m256i cs1 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8));
+                    __m256i zs0 = _mm256_mullo_epi32(za, cs0), zs1 = _mm256_mullo_epi32(za, cs1);
                     for (int64_t ir = ic; ir < ie; ir += EB_MR) {
                         int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
                         int32_t *part =
@@ -408,6 +418,11 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                         if (last) {
                             for (int i = 0; i < mr; i++) {
                                 __m256i *t = (__m256i *)(tile + 16 * i);
+                                if (row_zp) {
+                                    __m256i z = _mm256_set1_epi32(row_zp[ir + i]);
+                                    zs0 = _mm256_mullo_epi32(z, cs0);
+                                    zs1 = _mm256_mullo_epi32(z, cs1);
+                                }
                                 _mm256_store_si256(t, _mm256_sub_epi32(_mm256_load_si256(t), zs0));
                                 _mm256_store_si256(t + 1,
                                                    _mm256_sub_epi32(_mm256_load_si256(t + 1), zs1));
@@ -560,29 +575,32 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
  * are written to row_scale / row_zp (m,) unless those are NULL. */
 int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
-                           const int8_t *packed, int64_t n, const float *w_scale,
-                           const float *bias, float *out, float *row_scale, int32_t *row_zp,
-                           int nthreads) {
-    if (!row_scale) { /* caller does not want them back */
-        row_scale = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
-        if (!row_scale) return -1;
-        row_zp = (int32_t *)(row_scale + m);
+                          const int8_t *packed, const int8_t *quad, int64_t n,
+                          const float *w_scale, const float *bias, float *out, float *row_scale,
+                          int32_t *row_zp, int nthreads) {
+    if (!row_scale || !row_zp) { /* caller does not want them (all) back */
+        float *buf = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
+        if (!buf) return -1;
+        if (!row_scale) row_scale = buf;
+        row_zp = (int32_t *)(buf + m);
     }
+    /* quad != NULL: 7-bit activations, qparams for levels [0, 127] (reduce_range) */
+    int32_t qmax = quad ? 127 : 255;
     eb_input in = {
-        per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, 0, 255, row_scale, row_zp};
+        per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, 0, qmax, row_scale, row_zp};
     if (!per_row && m > 0) {
         float lo = 0.0f, hi = 0.0f;
         if (k > 0) eb_row_minmax(x, m * k, &lo, &hi);
         float s;
         int32_t z;
-        eb_row_qparams(lo, hi, &s, &z);
+        eb_row_qparams(lo, hi, qmax, &s, &z);
         for (int64_t i = 0; i < m; i++) {
             row_scale[i] = s;
             row_zp[i] = z;
         }
     }
     eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, NULL, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
 }
 
 /* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */

@@ -103,17 +103,14 @@ static const uint8_t *row_u8(const eb_input *in, int64_t k, uint8_t *buf, int32_
     }
     const float *x = (const float *)in->x;
     float s = in->scale;
-    int32_t z = in->zp, qmin = 0, qmax = 255;
-    if (in->kind == EB_IN_F32_STATIC) {
-        qmin = in->qmin;
-        qmax = in->qmax;
-    } else if (in->kind == EB_IN_F32_ROW) {
+    int32_t z = in->zp, qmin = in->qmin, qmax = in->qmax;
+    if (in->kind == EB_IN_F32_ROW) {
         float lo, hi;
         eb_row_minmax(x, k, &lo, &hi);
-        eb_row_qparams(lo, hi, &s, &z);
+        eb_row_qparams(lo, hi, qmax, &s, &z);
         in->row_scale[0] = s;
         if (in->row_zp) in->row_zp[0] = z;
-    } else {
+    } else if (in->kind == EB_IN_F32_TENSOR) {
         s = in->row_scale[0];
         z = in->row_zp[0];
     }

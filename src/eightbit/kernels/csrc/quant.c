@@ -10,16 +10,17 @@
 
 #include "eightbit.h"
 
-/* qparams_from_range(lo, hi) for uint8: range widened to contain 0, scale computed in float64,
- * clamped to float32 epsilon, cast to float32; zero point from the float64 scale. */
-void eb_row_qparams(float lo, float hi, float *scale, int32_t *zp) {
+/* qparams_from_range(lo, hi) for uint8 levels [0, qmax] (255, or 127 for reduce_range): range
+ * widened to contain 0, scale computed in float64, clamped to float32 epsilon, cast to float32;
+ * zero point from the float64 scale. */
+void eb_row_qparams(float lo, float hi, int32_t qmax, float *scale, int32_t *zp) {
     double l = lo < 0.0f ? (double)lo : 0.0;
     double h = hi > 0.0f ? (double)hi : 0.0;
-    double s = (h - l) / 255.0;
+    double s = (h - l) / (double)qmax;
     if (s < (double)FLT_EPSILON) s = (double)FLT_EPSILON;
     double z = nearbyint(0.0 - l / s);
     if (z < 0.0) z = 0.0;
-    if (z > 255.0) z = 255.0;
+    if (z > (double)qmax) z = (double)qmax;
     *scale = (float)s;
     *zp = (int32_t)z;
 }
@@ -133,7 +134,7 @@ void eb_quantize_u8_rows(const float *x, int64_t m, int64_t k, uint8_t *out, flo
     for (int64_t r = 0; r < m; r++) {
         float lo = 0.0f, hi = 0.0f;
         if (k > 0) eb_row_minmax(x + r * k, k, &lo, &hi);
-        eb_row_qparams(lo, hi, scale + r, zp + r);
+        eb_row_qparams(lo, hi, 255, scale + r, zp + r);
         eb_quantize_u8(x + r * k, k, scale[r], zp[r], 0, 255, out + r * k);
     }
 }
