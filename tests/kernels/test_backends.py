@@ -88,6 +88,8 @@ def test_unknown_backend_and_bad_weights():
         prepare_linear(random_layer(2, 2, 0), "tpu")
     with pytest.raises(KernelError, match="int8"):
         QuantizedWeight(torch.zeros(2, 2), torch.ones(2))
+    with pytest.raises(KernelError, match=r"\[-127, 127\]"):
+        QuantizedWeight(torch.full((2, 2), -128, dtype=torch.int8), torch.ones(2))
 
 
 def test_embedding_gather_dequantizes_rows():

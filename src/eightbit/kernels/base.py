@@ -49,6 +49,9 @@ class QuantizedWeight:
                 f"weight must be a 2-d int8 tensor, got {self.weight.dtype} "
                 f"{tuple(self.weight.shape)}"
             )
+        if self.weight.numel() and int(self.weight.min()) < -127:
+            # Jacob et al.'s narrow range; the native M = 1 kernel's sign trick relies on it
+            raise KernelError("weights must lie in [-127, 127] (narrow int8); got -128")
         n = self.weight.shape[0]
         if self.scale.shape != (n,) or self.scale.dtype != torch.float32:
             raise KernelError(

@@ -307,7 +307,12 @@ _quad_lock = threading.Lock()
 
 
 def pack_weight(w: Tensor) -> PackedWeight:
-    """Pack int8 weights ``w`` (N, K) once; any int8 values are exact (-128 included)."""
+    """Pack int8 weights ``w`` (N, K) once.
+
+    Every int8 value is exact for M > 1 and on the 7-bit path; the 8-bit M = 1 kernel needs
+    weights in [-127, 127] (its sign trick overflows on -128), which the backend interface
+    (:class:`eightbit.kernels.base.QuantizedWeight`) enforces.
+    """
     _check(w, "weight", torch.int8, 2)
     n, k = w.shape
     if k > MAX_K:
