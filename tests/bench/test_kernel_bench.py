@@ -20,7 +20,7 @@ FIELDS = {
 
 def test_report_has_the_documented_fields():
     report = run_kernel_benchmark(m_values=(1, 3), kn_values=((32, 16),), progress=False)
-    assert {r["mode"] for r in report["results"]} == {"static", "dynamic"}
+    assert {r["mode"] for r in report["results"]} == {"static", "static-7bit", "dynamic"}
     for row in report["results"]:
         assert set(row) >= FIELDS
         assert all(row[f] > 0 for f in FIELDS - {"mode"})
@@ -34,5 +34,5 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
         == 0
     )
     data = json.loads(out.read_text())
-    assert len(data["results"]) == 2 * 5  # two modes x five (K, N) shapes
+    assert len(data["results"]) == 3 * 5  # three modes x five (K, N) shapes
     assert md.read_text().startswith("Kernel benchmark")

@@ -23,7 +23,7 @@ from eightbit.progress import progress as progress_bar
 
 M_VALUES = (1, 8, 32, 128, 512, 2048)
 KN_VALUES = ((512, 512), (512, 2048), (2048, 512), (768, 3072), (3072, 768))
-MODES = ("static", "dynamic")
+MODES = ("static", "static-7bit", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,23 @@ class KernelResult:
     int8_vs_ort_int8: float
 
 
-def _layers(k: int, n: int, x: torch.Tensor, backend: str) -> dict[str, QuantLinear]:
+def _layers(k: int, n: int, x: torch.Tensor, backend: str) -> dict[str, nn.Module]:
+    """The float layer and our INT8 versions of it: 8-bit static (exact on every backend),
+    7-bit static (``reduce_range``, the range fbgemm and MLAS need to be exact on AVX2), dynamic."""
     linear = nn.Linear(k, n)
     w_qp = weight_qparams(linear.weight, per_channel=True)
-    in_qp = qparams_from_range(x.min(), x.max())
     return {
-        "static": QuantLinear.from_float(linear, w_qp, input_qp=in_qp, backend=backend),
-        "dynamic": QuantLinear.from_float(linear, w_qp, input_qp=None, backend=backend),
         "float": linear,
+        "static": QuantLinear.from_float(
+            linear, w_qp, input_qp=qparams_from_range(x.min(), x.max()), backend=backend
+        ),
+        "static-7bit": QuantLinear.from_float(
+            linear,
+            w_qp,
+            input_qp=qparams_from_range(x.min(), x.max(), reduce_range=True),
+            backend=backend,
+        ),
+        "dynamic": QuantLinear.from_float(linear, w_qp, input_qp=None, backend=backend),
     }
 
 
@@ -66,12 +75,12 @@ def bench_shape(m: int, k: int, n: int, backend: str, threads: int) -> list[Kern
         for mode in MODES:
             layer = layers[mode]
             ours = median_seconds(lambda layer=layer: layer(x))
-            qp = layer.input_qparams if mode == "static" else None
+            qp = layer.input_qparams if mode != "dynamic" else None
             peer = ort_linear(
                 x.numpy(),
                 weight,
                 bias,
-                mode=mode,
+                mode="dynamic" if mode == "dynamic" else "static",
                 threads=threads,
                 x_scale=float(qp.scale) if qp else 1.0,
                 x_zero_point=int(qp.zero_point) if qp else 0,
