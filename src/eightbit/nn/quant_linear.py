@@ -68,6 +68,7 @@ class QuantLinear(nn.Module):
             for name, value in _qparams_buffers(qparams_from_range(-1.0, 1.0)).items():
                 self.register_buffer(f"output_{name}", value)
         self._kernel: PreparedLinear | None = None
+        self._input_qp: QParams | None = None
 
     @classmethod
     def from_float(
@@ -115,10 +116,16 @@ class QuantLinear(nn.Module):
             getattr(self, f"input_{name}").copy_(value)
         self.bias_int32.copy_(bias_to_int32(self.bias, self.input_scale, self.weight_scale))
         self._kernel = None
+        self._input_qp = None
 
     @property
     def input_qparams(self) -> QParams:
-        return _qparams_from_buffers(self.input_scale, self.input_zero_point, self.input_qrange)
+        # built once per layer, not per call: a decoder step is only tens of microseconds
+        if self._input_qp is None:
+            self._input_qp = _qparams_from_buffers(
+                self.input_scale, self.input_zero_point, self.input_qrange
+            )
+        return self._input_qp
 
     @property
     def output_qparams(self) -> QParams:
@@ -170,6 +177,7 @@ class QuantLinear(nn.Module):
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._kernel = None  # buffers changed: repack on next use
+        self._input_qp = None
 
     def extra_repr(self) -> str:
         return (
