@@ -1,0 +1,173 @@
+"""The ``eightbit`` command line: parse, make one API call, print. No logic of its own.
+
+User mistakes (:class:`eightbit.errors.EightbitError`, missing files) print one line on stderr
+and exit with status 2, without a traceback.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from eightbit.cli.bench import _bench_kernels
+from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetune
+from eightbit.cli.common import (
+    DEFAULT_MODEL,
+    METHOD_HELP,
+    _add_common_model_options,
+)
+from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
+from eightbit.errors import EightbitError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.task == "classify":
+        if args.methods is None:
+            from eightbit.evaluate.classify import ALL_METHODS as CLASSIFY_METHODS
+
+            args.methods = list(CLASSIFY_METHODS)
+        return _demo_classify(args)
+    return _demo_translate(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eightbit",
+        description="Quantize FP32 Transformer models to INT8; evaluate and benchmark them.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from eightbit.data.classification import TASKS
+    from eightbit.evaluate.nmt import ALL_METHODS
+
+    p = commands.add_parser(
+        "demo",
+        help="the main job: quantize the shipped translation model "
+        "with every method and compare with FP32",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"Marian checkpoint (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--task",
+        choices=("translate", "classify"),
+        default="translate",
+        help="translate (Marian, BLEU) or classify (BERT-family, accuracy; default translate)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=(*ALL_METHODS, "qat"),
+        metavar="METHOD",
+        help="methods to compare (default: all; qat only with --task classify)",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=list(TASKS),
+        help="classification tasks (default: all)",
+    )
+    p.add_argument(
+        "--test-size", type=int, default=None, help="first N test sentences (default: all 1,000)"
+    )
+    p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
+    p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
+    p.add_argument("--output-dir", default="reports", help="report directory (default reports)")
+    p.add_argument("--json", help="also write the JSON report to this file")
+    _add_common_model_options(p)
+    _add_finetune_options(p)
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")
+    p.add_argument(
+        "--qat-learning-rate", type=float, default=2e-5, help="QAT learning rate (default 2e-5)"
+    )
+    p.set_defaults(handler=_demo)
+
+    p = commands.add_parser(
+        "finetune", help="fine-tune an FP32 classifier on a shipped corpus (cached)"
+    )
+    p.add_argument("task", choices=list(TASKS), help="classification task")
+    _add_finetune_options(p)
+    p.set_defaults(handler=_finetune)
+
+    p = commands.add_parser("quantize", help="FP32 Marian checkpoint -> INT8 model directory")
+    p.add_argument("model", help="FP32 checkpoint directory (Hugging Face Marian format)")
+    p.add_argument("output", help="directory for the INT8 model")
+    p.add_argument(
+        "--method",
+        default="kl-independent",
+        choices=ALL_METHODS,
+        metavar="METHOD",
+        help=METHOD_HELP + " (default kl-independent)",
+    )
+    p.add_argument(
+        "--calibration-file",
+        help="source sentences, one per line (default: a "
+        "seeded sample of the shipped training set)",
+    )
+    p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
+    p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
+    _add_common_model_options(p, beam=False)
+    p.set_defaults(handler=_quantize)
+
+    p = commands.add_parser("translate", help="translate a file (or stdin) line by line")
+    p.add_argument("model", help="FP32 checkpoint or INT8 model directory")
+    p.add_argument(
+        "input",
+        nargs="?",
+        default="-",
+        help="UTF-8 text file, one sentence per line (default: stdin)",
+    )
+    p.add_argument("--output", help="write translations here (default: stdout)")
+    _add_common_model_options(p)
+    p.set_defaults(handler=_translate)
+
+    p = commands.add_parser("evaluate", help="BLEU/chrF of a model on source/reference files")
+    p.add_argument("model", help="FP32 checkpoint or INT8 model directory")
+    p.add_argument("source", help="source sentences, one per line")
+    p.add_argument("reference", help="reference translations, one per line")
+    p.add_argument("--json", help="write the scores as JSON to this file")
+    _add_common_model_options(p)
+    p.set_defaults(handler=_evaluate)
+
+    bench = commands.add_parser("bench", help="benchmarks (FP32 and INT8 in the same run)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    p = bench_commands.add_parser("kernels", help="FP32 vs INT8 linear layers vs ONNX Runtime")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument(
+        "--m",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32, 128, 512, 2048],
+        help="rows (batch x tokens) to time",
+    )
+    _add_common_model_options(p, beam=False)
+    p.set_defaults(handler=_bench_kernels)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``eightbit`` console script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (EightbitError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        print(f"eightbit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eightbit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,7 @@
+"""``python -m eightbit.cli``."""
+
+import sys
+
+from eightbit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""Classification commands: ``finetune`` and ``demo --task classify`` (Q8BERT)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from eightbit.cli.common import DEFAULT_CLASSIFY_CACHE
+
+
+def _finetune_config(args: argparse.Namespace):
+    from eightbit.training.classifier import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+        seed=args.train_seed,
+        threads=args.threads,
+        device=args.device,
+        progress=not args.quiet,
+    )
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from eightbit.training.classifier import finetune_cached
+
+    _, _, path = finetune_cached(args.task, args.cache_dir, args.base_model, _finetune_config(args))
+    print(path)
+    return 0
+
+
+def _demo_classify(args: argparse.Namespace) -> int:
+    from eightbit.evaluate.classify import (
+        ClassifyEvalConfig,
+        run_classify_demo,
+        to_markdown,
+        write_reports,
+    )
+
+    finetune = _finetune_config(args)
+    config = ClassifyEvalConfig(
+        qat_finetune=dataclasses.replace(
+            finetune, epochs=args.qat_epochs, learning_rate=args.qat_learning_rate
+        ),
+        methods=tuple(args.methods),
+        calibration_size=args.calibration_size,
+        test_size=args.test_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+    report = run_classify_demo(args.cache_dir, args.base_model, tuple(args.tasks), finetune, config)
+    write_reports(report, Path(args.output_dir))
+    if args.json:
+        from eightbit.evaluate.report import write_json
+
+        write_json(args.json, report)
+    print(to_markdown(report), end="")
+    print(f"\nreports written to {args.output_dir}/ (classify.md, classify.json, classify_*.png)")
+    return 0
+
+
+def _add_finetune_options(p: argparse.ArgumentParser) -> None:
+    from eightbit.training.classifier import FinetuneConfig
+
+    d = FinetuneConfig()
+    p.add_argument("--base-model", help="local BERT-family checkpoint (default: shipped MiniLM)")
+    p.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CLASSIFY_CACHE,
+        help=f"fine-tuned FP32 checkpoints, reused when settings match "
+        f"(default {DEFAULT_CLASSIFY_CACHE})",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help=f"default {d.learning_rate}"
+    )
+    p.add_argument("--max-length", type=int, default=d.max_length, help=f"default {d.max_length}")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+    p.add_argument("--train-seed", type=int, default=d.seed, help=f"default {d.seed}")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"default {d.threads}")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")

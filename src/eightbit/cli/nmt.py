@@ -1,0 +1,126 @@
+"""Translation commands: ``quantize``, ``translate``, ``evaluate`` and the translation demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from eightbit.atomic import write_text_atomic
+from eightbit.cli.bench import _bench_kernels
+from eightbit.cli.common import DEFAULT_MODEL, UsageError, _read_lines, _write_outputs
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from eightbit.config import DYNAMIC, QuantConfig
+    from eightbit.models.marian import (
+        calibration_batches,
+        calibration_run,
+        load_marian,
+        save_translation_model,
+    )
+    from eightbit.transform import quantize
+
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise UsageError(f"{args.output}: is the input model; choose another output directory")
+    model, tokenizer = load_marian(args.model)
+    config = QuantConfig(method=args.method, backend=args.backend)
+    calib = None
+    if args.method != DYNAMIC:
+        if args.calibration_file:
+            sources = [s for s in _read_lines(args.calibration_file) if s]
+        else:
+            from eightbit.data.corpus import load_parallel_corpus
+            from eightbit.evaluate.nmt import sample_calibration_sources
+
+            train = load_parallel_corpus("train")
+            sources = sample_calibration_sources(train, args.calibration_size, args.seed)
+        if not sources:
+            raise UsageError("the calibration set is empty; expected at least one sentence")
+        calib = calibration_batches(model, tokenizer, sources, progress=not args.quiet)
+    int8 = quantize(model, calib, config, run=calibration_run, progress=not args.quiet)
+    path = save_translation_model(int8, tokenizer, args.output, extra={"source": args.model})
+    print(f"saved INT8 model ({args.method}) to {path}")
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from eightbit.models.marian import load_translation_model, translate
+
+    model, tokenizer = load_translation_model(args.model)
+    lines = _read_lines(args.input)
+    outputs = translate(
+        model, tokenizer, [line for line in lines if line], beam=args.beam, progress=not args.quiet
+    )
+    it = iter(outputs)
+    text = "".join((next(it).text if line else "") + "\n" for line in lines)
+    if args.output:
+        write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from eightbit.evaluate.metrics import translation_scores
+    from eightbit.models.marian import load_translation_model, translate
+
+    sources, references = _read_lines(args.source), _read_lines(args.reference)
+    if len(sources) != len(references):
+        raise UsageError(
+            f"{args.source} has {len(sources)} lines but {args.reference} has "
+            f"{len(references)}; expected one reference per source line"
+        )
+    if not sources:
+        raise UsageError(f"{args.source}: empty; expected sentences to translate")
+    model, tokenizer = load_translation_model(args.model)
+    outputs = translate(model, tokenizer, sources, beam=args.beam, progress=not args.quiet)
+    scores = translation_scores(
+        [o.text for o in outputs], references, [o.hit_length_limit for o in outputs]
+    )
+    report = {"model": args.model, "sentences": len(sources), "beam": args.beam, **scores.__dict__}
+    markdown = "".join(f"{k}: {v}\n" for k, v in report.items())
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
+
+
+def _demo_translate(args: argparse.Namespace) -> int:
+    from eightbit.evaluate.nmt import ALL_METHODS
+
+    if args.methods and "qat" in args.methods:
+        raise UsageError("method qat needs --task classify (translation has no QAT run yet)")
+    args.methods = args.methods or list(ALL_METHODS)
+    if args.model == DEFAULT_MODEL and not Path(DEFAULT_MODEL).is_dir():
+        # the shipped model is still being trained: show the kernel-level comparison instead
+        print(
+            f"eightbit demo: {DEFAULT_MODEL} is not in this checkout yet (its training is "
+            "still running); running the kernel benchmark, FP32 vs INT8 linear layers, "
+            "instead.",
+            file=sys.stderr,
+        )
+        args.m, args.threads, args.markdown, args.json = [1, 32, 512], 2, None, None
+        return _bench_kernels(args)
+    from eightbit.data.corpus import load_parallel_corpus
+    from eightbit.evaluate.nmt import NmtEvalConfig, run_nmt_eval, to_markdown, write_reports
+
+    config = NmtEvalConfig(
+        model_dir=Path(args.model),
+        methods=tuple(args.methods),
+        test_size=args.test_size,
+        beam=args.beam,
+        backend=args.backend,
+        calibration_size=args.calibration_size,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    report = run_nmt_eval(config, load_parallel_corpus("train"), load_parallel_corpus("test"))
+    paths = write_reports(report, Path(args.output_dir))
+    if args.json:
+        from eightbit.evaluate.report import write_json
+
+        write_json(args.json, json.loads(paths[0].read_text()))
+    print(to_markdown(report), end="")
+    print(f"\nreports written to {args.output_dir}/ (nmt.md, nmt.json, nmt_bleu.png)")
+    return 0
