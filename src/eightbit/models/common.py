@@ -1,0 +1,40 @@
+"""What every model adapter shares: load errors, and INT8 directories that carry a tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from eightbit.errors import EightbitError
+
+
+class ModelLoadError(EightbitError):
+    """A checkpoint directory is missing files or does not hold the expected model family."""
+
+
+def load_quantized_with_tokenizer(directory: Path, tokenizer_class: Any) -> tuple[nn.Module, Any]:
+    """An eightbit INT8 directory (:func:`eightbit.load`) and the tokenizer saved beside it."""
+    from eightbit.io import load
+
+    model = load(directory)
+    try:
+        tokenizer = tokenizer_class.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({err})") from None
+    return model, tokenizer
+
+
+def save_with_tokenizer(
+    model: nn.Module,
+    tokenizer: Any,
+    path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+    derived: tuple[str, ...] = (),
+) -> Path:
+    """Save an INT8 model with its tokenizer, atomically (:func:`eightbit.save`)."""
+    from eightbit.io import save
+
+    return save(model, path, extra=extra, write_files=tokenizer.save_pretrained, derived=derived)
