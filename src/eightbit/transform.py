@@ -186,8 +186,7 @@ def convert(model: nn.Module, backend: str | None = None, inplace: bool = False)
             and _is_plain(module, nn.Embedding)
             and _selected(name, config.include, config.exclude)
         ):
-            new = QuantEmbedding.from_float(module, weight_qparams(module.weight, True))
-            return tied.share(module.weight, True, new)
+            return tied.int8_embedding(module)
         return None
 
     _swap_modules(model, make)
@@ -214,8 +213,7 @@ def quantize_dynamic(model: nn.Module, config: QuantConfig, inplace: bool = Fals
             )
             return tied.share(module.weight, config.per_channel, new)
         if config.quantize_embeddings and _is_plain(module, nn.Embedding):
-            new = QuantEmbedding.from_float(module, weight_qparams(module.weight, True))
-            return tied.share(module.weight, True, new)
+            return tied.int8_embedding(module)
         return None
 
     _swap_modules(model, make)
@@ -248,6 +246,11 @@ class _TiedWeights:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[int, bool], nn.Module] = {}
+
+    def int8_embedding(self, embedding: nn.Module) -> nn.Module:
+        """A plain float embedding as int8 rows with per-row scales (sharing tied weights)."""
+        new = QuantEmbedding.from_float(embedding, weight_qparams(embedding.weight, True))
+        return self.share(embedding.weight, True, new)
 
     def share(self, weight: torch.Tensor, per_channel: bool, module: nn.Module) -> nn.Module:
         key = (id(weight), per_channel)

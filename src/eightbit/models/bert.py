@@ -22,6 +22,7 @@ from eightbit.data.batching import pack_by_tokens, restore_order
 from eightbit.data.classification import package_dir
 from eightbit.models.common import (
     ModelLoadError,
+    encode_batch,
     load_quantized_with_tokenizer,
     save_with_tokenizer,
 )
@@ -140,19 +141,6 @@ def save_classifier(
     return save_with_tokenizer(model, tokenizer, path, extra)
 
 
-def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
-    """Padded, truncated model inputs for one batch of texts."""
-    return dict(
-        tokenizer(
-            list(texts),
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-        )
-    )
-
-
 def length_batches(
     tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int
 ) -> list[list[int]]:
@@ -168,7 +156,7 @@ def calibration_batches(
 ) -> list[dict[str, Tensor]]:
     """Encoded, length-sorted calibration batches (computed once, reused by every method)."""
     return [
-        encode(tokenizer, [texts[i] for i in batch], max_length)
+        encode_batch(tokenizer, [texts[i] for i in batch], max_length)
         for batch in length_batches(tokenizer, texts, batch_size, max_length)
     ]
 
@@ -193,7 +181,7 @@ def predict_logits(
     outputs = []
     with torch.inference_mode():
         for batch in progress_bar(batches, "classifying", "batch", progress):
-            enc = encode(tokenizer, [texts[i] for i in batch], max_length)
+            enc = encode_batch(tokenizer, [texts[i] for i in batch], max_length)
             logits = model(**{k: v.to(device) for k, v in enc.items()}).logits  # (batch, labels)
             outputs.append(list(logits.float().cpu()))
     if not outputs:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from eightbit.errors import EightbitError
+
+
+def encode_batch(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
+    """Padded, truncated model inputs (``input_ids``, ``attention_mask``) for one batch."""
+    return dict(
+        tokenizer(
+            list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length
+        )
+    )
 
 
 class ModelLoadError(EightbitError):

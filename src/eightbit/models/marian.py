@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from eightbit.data.batching import pack_by_tokens, restore_order
 from eightbit.models.common import (
     ModelLoadError,
+    encode_batch,
     load_quantized_with_tokenizer,
     save_with_tokenizer,
 )
@@ -96,16 +97,6 @@ def max_new_tokens_for(source_length: int, max_positions: int) -> int:
     return max(1, min(2 * source_length + 10, max_positions - 1))
 
 
-def _encode(tokenizer: Any, sentences: Sequence[str], max_positions: int) -> dict[str, Tensor]:
-    return tokenizer(
-        list(sentences),
-        return_tensors="pt",
-        padding=True,
-        truncation=True,
-        max_length=max_positions,
-    )
-
-
 def _batches(
     tokenizer: Any, sentences: Sequence[str], batch_tokens: int, max_sentences: int | None
 ) -> list[list[int]]:
@@ -148,7 +139,7 @@ def translate(
     outputs = []
     with torch.inference_mode():
         for batch in progress_bar(batches, "translating", "batch", progress):
-            enc = _encode(tokenizer, [sentences[i] for i in batch], max_positions)
+            enc = encode_batch(tokenizer, [sentences[i] for i in batch], max_positions)
             limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
             ids = generate_batch(model, enc, beam, limit)
             texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -180,7 +171,9 @@ def calibration_batches(
             "batch",
             progress,
         ):
-            enc = _encode(tokenizer, [sentences[i] for i in index], config.max_position_embeddings)
+            enc = encode_batch(
+                tokenizer, [sentences[i] for i in index], config.max_position_embeddings
+            )
             limit = max_new_tokens_for(enc["input_ids"].shape[1], config.max_position_embeddings)
             decoded = generate_batch(model, enc, beam=1, max_new_tokens=limit)
             target_mask = _target_mask(decoded, config.eos_token_id)

@@ -33,11 +33,11 @@ from eightbit.errors import EightbitError
 from eightbit.evaluate.metrics import accuracy
 from eightbit.models.bert import (
     check_checkpoint,
-    encode,
     load_encoder_classifier,
     minilm_dir,
     predict,
 )
+from eightbit.models.common import encode_batch
 from eightbit.nn import FakeQuantLinear
 from eightbit.progress import progress as progress_bar
 
@@ -182,7 +182,7 @@ def _train(
         for batch in progress_bar(batches, f"epoch {epoch}", "batch", config.progress):
             if step >= total:
                 break
-            enc = encode(tokenizer, [train.texts[i] for i in batch], config.max_length)
+            enc = encode_batch(tokenizer, [train.texts[i] for i in batch], config.max_length)
             enc = {k: v.to(device) for k, v in enc.items()}
             loss = model(**enc, labels=labels[batch].to(device)).loss
             optimizer.zero_grad(set_to_none=True)
