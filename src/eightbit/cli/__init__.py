@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
     p.add_argument("--output-dir", default="reports", help="report directory (default reports)")
     p.add_argument("--json", help="also write the JSON report to this file")
+    p.add_argument(
+        "--plant-outliers",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="translate only: first make one feed-forward unit per layer SCALE times larger "
+        "without changing the FP32 function (shows the min/max failure; try 300)",
+    )
     _add_common_model_options(p)
     _add_finetune_options(p)
     p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")

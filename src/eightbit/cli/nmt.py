@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from eightbit.atomic import write_text_atomic
-from eightbit.cli.bench import _bench_kernels
-from eightbit.cli.common import DEFAULT_MODEL, UsageError, _read_lines, _write_outputs
+from eightbit.cli.common import UsageError, _read_lines, _write_outputs
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -92,16 +91,8 @@ def _demo_translate(args: argparse.Namespace) -> int:
     if args.methods and "qat" in args.methods:
         raise UsageError("method qat needs --task classify (translation has no QAT run yet)")
     args.methods = args.methods or list(ALL_METHODS)
-    if args.model == DEFAULT_MODEL and not Path(DEFAULT_MODEL).is_dir():
-        # the shipped model is still being trained: show the kernel-level comparison instead
-        print(
-            f"eightbit demo: {DEFAULT_MODEL} is not in this checkout yet (its training is "
-            "still running); running the kernel benchmark, FP32 vs INT8 linear layers, "
-            "instead.",
-            file=sys.stderr,
-        )
-        args.m, args.threads, args.markdown, args.json = [1, 32, 512], 2, None, None
-        return _bench_kernels(args)
+    if args.plant_outliers is not None and args.plant_outliers <= 0:
+        raise UsageError(f"--plant-outliers: expected a positive scale, got {args.plant_outliers}")
     from eightbit.data.corpus import load_parallel_corpus
     from eightbit.evaluate.nmt import NmtEvalConfig, run_nmt_eval, to_markdown, write_reports
 
@@ -113,6 +104,7 @@ def _demo_translate(args: argparse.Namespace) -> int:
         backend=args.backend,
         calibration_size=args.calibration_size,
         seed=args.seed,
+        outlier_scale=args.plant_outliers,
         progress=not args.quiet,
     )
     report = run_nmt_eval(config, load_parallel_corpus("train"), load_parallel_corpus("test"))

@@ -29,6 +29,7 @@ from eightbit.models.marian import (
     save_translation_model,
     translate,
 )
+from eightbit.models.outliers import plant_ffn_outliers
 from eightbit.transform import quantize
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class NmtEvalConfig:
     beam: int = 1
     seed: int = 0
     backend: str = "auto"
+    outlier_scale: float | None = None  # plant outliers first: models.outliers
     progress: bool = True
 
 
@@ -81,6 +83,8 @@ def run_nmt_eval(
 ) -> dict[str, Any]:
     """Quantize the model with every method in ``config.methods``; score each on ``test``."""
     model, tokenizer = load_marian(config.model_dir)
+    if config.outlier_scale is not None:
+        plant_ffn_outliers(model, config.outlier_scale)
     test = test[: config.test_size] if config.test_size else test
     calib_sources = sample_calibration_sources(train, config.calibration_size, config.seed)
     calib = calibration_batches(model, tokenizer, calib_sources, progress=config.progress)
@@ -114,6 +118,7 @@ def run_nmt_eval(
         "test_sentences": len(test),
         "beam": config.beam,
         "calibration_sentences": len(calib_sources),
+        "outlier_scale": config.outlier_scale,
         "fp32": fp32,
         "int8": results,
         "best": best,
@@ -160,8 +165,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     title = (
         f"{report['test_sentences']} test sentences, beam {report['beam']}, calibration on "
-        f"{report['calibration_sentences']} training sentences.\n\n"
+        f"{report['calibration_sentences']} training sentences"
     )
+    if report.get("outlier_scale") is not None:
+        title += (
+            f", one feed-forward unit per layer scaled x{report['outlier_scale']:g} "
+            "(FP32 function unchanged)"
+        )
+    title += ".\n\n"
     return title + markdown_table(headers, rows)
 
 
