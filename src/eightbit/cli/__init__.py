@@ -18,6 +18,7 @@ from eightbit.cli.common import (
     _add_common_model_options,
 )
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
+from eightbit.cli.ray import _add_ray_options
 from eightbit.errors import EightbitError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="write translations here (default: stdout)")
     _add_common_model_options(p)
+    _add_ray_options(p)
     p.set_defaults(handler=_translate)
 
     p = commands.add_parser("evaluate", help="BLEU/chrF of a model on source/reference files")
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference translations, one per line")
     p.add_argument("--json", help="write the scores as JSON to this file")
     _add_common_model_options(p)
+    _add_ray_options(p)
     p.set_defaults(handler=_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks (FP32 and INT8 in the same run)")
