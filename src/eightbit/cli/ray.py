@@ -1,4 +1,4 @@
-"""``--ray`` for ``translate`` and ``evaluate``."""
+"""``--ray`` for ``translate`` and ``evaluate``, and ``eightbit bench ray``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eightbit.cli.common import UsageError
+from eightbit.cli.common import UsageError, _write_outputs
 
 if TYPE_CHECKING:  # the distributed package is imported only when --ray is used
     from eightbit.distributed import RayOptions, RunStats, ShardSettings
@@ -94,3 +94,23 @@ def _translate_on_ray(args: argparse.Namespace, sentences: list[str]) -> list[Tr
     )
     _log_stats(stats)
     return outputs
+
+
+def _bench_ray(args: argparse.Namespace) -> int:
+    from eightbit.bench.ray import RayBenchConfig, run_ray_benchmark, to_markdown
+
+    if any(w < 1 for w in args.workers) or args.threads < 1:
+        raise UsageError("--workers and --threads: expected positive numbers")
+    config = RayBenchConfig(
+        model_dir=Path(args.model),
+        test_size=args.test_size,
+        workers=tuple(args.workers),
+        threads=args.threads,
+        shard_sentences=args.shard_sentences,
+        progress=not args.quiet,
+    )
+    report = run_ray_benchmark(config)
+    markdown = to_markdown(report)
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
