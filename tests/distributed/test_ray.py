@@ -9,14 +9,22 @@ import signal
 import pytest
 
 from eightbit.cli import main
+from eightbit.config import DYNAMIC, QuantConfig
 from eightbit.distributed import (
+    RayConnectionError,
     RayOptions,
     ShardSettings,
     translate_file_on_ray,
     translate_on_ray,
     work_dir_for,
 )
-from eightbit.models.marian import load_translation_model, translate, translation_text
+from eightbit.models.marian import (
+    load_translation_model,
+    save_translation_model,
+    translate,
+    translation_text,
+)
+from eightbit.transform import quantize_dynamic
 from tests.helpers import tiny_marian_dir
 
 ray = pytest.importorskip("ray")
@@ -37,6 +45,13 @@ def ray_instance():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return tiny_marian_dir(tmp_path_factory.mktemp("marian"), SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def int8_dir(model_dir, tmp_path_factory):
+    model, tokenizer = load_translation_model(model_dir)
+    int8 = quantize_dynamic(model, QuantConfig(method=DYNAMIC))
+    return save_translation_model(int8, tokenizer, tmp_path_factory.mktemp("int8") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +91,11 @@ def test_a_worker_killed_mid_run_loses_nothing(ray_instance, model_dir, referenc
     assert not (tmp_path / "work").exists()
 
 
+def test_workers_wider_than_the_cluster_are_refused(ray_instance, model_dir):
+    with pytest.raises(RayConnectionError, match="only 2 CPUs"):
+        translate_on_ray(model_dir, SENTENCES, options=RayOptions(threads_per_worker=3))
+
+
 class Interrupted(Exception):
     pass
 
@@ -110,17 +130,17 @@ def test_an_interrupted_run_resumes_from_finished_shards(
     assert not work.exists()
 
 
-def test_cli_translate_and_evaluate_on_ray_match_the_plain_commands(
-    ray_instance, model_dir, tmp_path
+def test_cli_translate_and_evaluate_int8_on_ray_match_the_plain_commands(
+    ray_instance, int8_dir, tmp_path
 ):
     source, refs = tmp_path / "in.txt", tmp_path / "ref.txt"
     source.write_text("\n".join(SENTENCES[:6]) + "\n")
     refs.write_text("\n".join(SENTENCES[1:7]) + "\n")
-    common = ["--quiet", "translate", str(model_dir), str(source), "--output"]
+    common = ["--quiet", "translate", str(int8_dir), str(source), "--output"]
     assert main([*common, str(tmp_path / "plain.txt")]) == 0
     assert main([*common, str(tmp_path / "ray.txt"), "--ray", "--workers", "1"]) == 0
     assert (tmp_path / "ray.txt").read_text() == (tmp_path / "plain.txt").read_text()
-    common = ["--quiet", "evaluate", str(model_dir), str(source), str(refs), "--json"]
+    common = ["--quiet", "evaluate", str(int8_dir), str(source), str(refs), "--json"]
     assert main([*common, str(tmp_path / "plain.json")]) == 0
     assert main([*common, str(tmp_path / "ray.json"), "--ray", "--workers", "1"]) == 0
     assert (tmp_path / "ray.json").read_text() == (tmp_path / "plain.json").read_text()

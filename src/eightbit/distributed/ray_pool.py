@@ -31,7 +31,7 @@ class RayNotInstalledError(EightbitError):
 
 
 class RayConnectionError(EightbitError):
-    """The Ray cluster at the given address cannot be reached."""
+    """The Ray cluster cannot be reached, or cannot host the workers asked for."""
 
 
 class ShardFailedError(EightbitError):
@@ -137,10 +137,13 @@ def ray_session(options: RayOptions) -> Iterator[ModuleType]:
 
 def pool_size(ray: ModuleType, options: RayOptions, shards: int) -> int:
     """How many actors to start: as asked, else as many as the cluster's CPUs hold."""
-    if options.workers is not None:
-        wanted = options.workers
-    else:
-        wanted = int(ray.cluster_resources().get("CPU", 1)) // options.threads_per_worker
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < options.threads_per_worker:  # an actor that never fits would wait forever
+        raise RayConnectionError(
+            f"threads per worker {options.threads_per_worker}: the Ray cluster has only "
+            f"{cpus} CPUs; expected at most that many"
+        )
+    wanted = options.workers if options.workers is not None else cpus // options.threads_per_worker
     return max(1, min(wanted, shards))
 
 
