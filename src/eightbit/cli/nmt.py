@@ -48,10 +48,10 @@ def _quantize(args: argparse.Namespace) -> int:
 def _translate(args: argparse.Namespace) -> int:
     from eightbit.models.marian import load_translation_model, translate, translation_text
 
-    lines = _read_lines(args.input)
     if args.ray is not None:
-        return _translate_file_on_ray(args, lines)
+        return _translate_file_on_ray(args, _read_lines(args.input))
     model, tokenizer = load_translation_model(args.model)
+    lines = _read_lines(args.input)
     outputs = translate(
         model, tokenizer, [line for line in lines if line], beam=args.beam, progress=not args.quiet
     )
