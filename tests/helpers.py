@@ -47,6 +47,36 @@ def tiny_marian():
     return MarianMTModel(config).eval()
 
 
+def tiny_marian_dir(root, sentences):
+    """A tiny untrained Marian checkpoint with a real tokenizer (trained on ``sentences``),
+    exported to ``root / "model"`` in Hugging Face format."""
+    from eightbit.models.marian_build import (
+        MarianArchitecture,
+        build_model,
+        train_sentencepiece,
+        write_tokenizer_files,
+    )
+    from eightbit.training.seq2seq import export
+
+    spm = train_sentencepiece(list(sentences), root / "spm", 90)
+    tokenizer = write_tokenizer_files(spm, root / "tok")
+    torch.manual_seed(0)
+    model = build_model(
+        len(tokenizer),
+        MarianArchitecture(
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            attention_heads=2,
+            ffn_dim=64,
+            max_positions=40,
+            dropout=0.0,
+        ),
+    )
+    export(model.eval(), tokenizer, root / "model")
+    return root / "model"
+
+
 def tiny_bert():
     from transformers import BertConfig, BertForSequenceClassification
 

@@ -18,6 +18,7 @@ from eightbit.cli.common import (
     _add_common_model_options,
 )
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
+from eightbit.cli.ray import _add_ray_options, _bench_ray
 from eightbit.errors import EightbitError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="write translations here (default: stdout)")
     _add_common_model_options(p)
+    _add_ray_options(p)
     p.set_defaults(handler=_translate)
 
     p = commands.add_parser("evaluate", help="BLEU/chrF of a model on source/reference files")
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference translations, one per line")
     p.add_argument("--json", help="write the scores as JSON to this file")
     _add_common_model_options(p)
+    _add_ray_options(p)
     p.set_defaults(handler=_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks (FP32 and INT8 in the same run)")
@@ -158,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_kernels)
+
+    p = bench_commands.add_parser(
+        "ray", help="sentences/s: single process vs 1, 2, ... local Ray workers (INT8)"
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"INT8 directory, or FP32 checkpoint to quantize dynamically "
+        f"(default {DEFAULT_MODEL})",
+    )
+    p.add_argument("--test-size", type=int, default=None, help="first N test sentences (all 1,000)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time")
+    p.add_argument("--threads", type=int, default=2, help="cores shared by the workers (default 2)")
+    p.add_argument("--shard-sentences", type=int, default=64, help="sentences per shard")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    p.set_defaults(handler=_bench_ray)
     return parser
 
 

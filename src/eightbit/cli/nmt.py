@@ -9,6 +9,7 @@ from pathlib import Path
 
 from eightbit.atomic import write_text_atomic
 from eightbit.cli.common import UsageError, _read_lines, _write_outputs
+from eightbit.cli.ray import _translate_file_on_ray, _translate_on_ray
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -45,15 +46,16 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from eightbit.models.marian import load_translation_model, translate
+    from eightbit.models.marian import load_translation_model, translate, translation_text
 
+    if args.ray is not None:
+        return _translate_file_on_ray(args, _read_lines(args.input))
     model, tokenizer = load_translation_model(args.model)
     lines = _read_lines(args.input)
     outputs = translate(
         model, tokenizer, [line for line in lines if line], beam=args.beam, progress=not args.quiet
     )
-    it = iter(outputs)
-    text = "".join((next(it).text if line else "") + "\n" for line in lines)
+    text = translation_text(lines, outputs)
     if args.output:
         write_text_atomic(args.output, text)
     else:
@@ -73,8 +75,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     if not sources:
         raise UsageError(f"{args.source}: empty; expected sentences to translate")
-    model, tokenizer = load_translation_model(args.model)
-    outputs = translate(model, tokenizer, sources, beam=args.beam, progress=not args.quiet)
+    if args.ray is not None:
+        outputs = _translate_on_ray(args, sources)
+    else:
+        model, tokenizer = load_translation_model(args.model)
+        outputs = translate(model, tokenizer, sources, beam=args.beam, progress=not args.quiet)
     scores = translation_scores(
         [o.text for o in outputs], references, [o.hit_length_limit for o in outputs]
     )

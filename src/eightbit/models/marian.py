@@ -199,3 +199,10 @@ def _target_mask(decoded: Tensor, eos: int) -> Tensor:
     is_eos[:, 0] = 0  # the decoder start token may share an id with eos/pad
     after_eos = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
     return (~after_eos).long()
+
+
+def translation_text(lines: Sequence[str], translations: Sequence[Translation]) -> str:
+    """Output text line for line: the translations of the non-empty ``lines`` in order, and an
+    empty line for each empty one."""
+    it = iter(translations)
+    return "".join((next(it).text if line else "") + "\n" for line in lines)
