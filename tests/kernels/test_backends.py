@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eightbit.core import dequantize, qparams_from_range, quantize
@@ -104,9 +104,14 @@ def test_embedding_gather_dequantizes_rows():
 avx2_only = pytest.mark.skipif(not native.is_available(), reason="no AVX2 on this CPU")
 
 
+# the isa fixture (AVX2 or VNNI microkernels) is a setting that holds for every example
+isa_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
 @avx2_only
+@isa_settings
 @given(shape=shapes, seed=st.integers(0, 2**16), per_tensor=st.booleans())
-def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
+def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
     m, k, n = shape
     layer = random_layer(n, k, seed)
     if per_tensor:
@@ -128,8 +133,9 @@ def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
 
 
 @avx2_only
+@isa_settings
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(shape, seed):
+def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(isa, shape, seed):
     """reduce_range activation qparams (qmax = 127) take the 7-bit vpmaddubsw path."""
     m, k, n = shape
     layer = random_layer(n, k, seed)
@@ -148,7 +154,7 @@ def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(shape, seed):
 
 
 @avx2_only
-def test_avx2_full_range_extremes_do_not_saturate():
+def test_avx2_full_range_extremes_do_not_saturate(isa):
     """The case fbgemm gets wrong on AVX2: 255 * 127 summed over a long row."""
     k = 4096
     layer = QuantizedWeight(torch.full((8, k), 127, dtype=torch.int8), torch.ones(8))

@@ -63,6 +63,8 @@ __all__ = [
     "pack_weight",
     "quantize_u8",
     "quantize_u8_per_row",
+    "use_vnni",
+    "vnni_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,11 +148,12 @@ _SIGNATURES: dict[str, str] = {
     "eb_quantize_u8": "plfiiip",
     "eb_quantize_u8_rows": "pllppp",
     "eb_pack_weight_quad": "pllp",
-    "eb_gemm_u8_i32": "pillpplpi",
-    "eb_linear_u8_f32": "pillpplpppi",
-    "eb_linear_f32_static": "pfiiillpplpppi",
-    "eb_linear_f32_dynamic": "pillpplpppppi",
-    "eb_linear_u8_requant": "pillpplpppiiiipi",
+    "eb_gemm_u8_i32": "pillppilpi",
+    "eb_linear_u8_f32": "pillppilpppi",
+    "eb_linear_f32_static": "pfiiillppilpppi",
+    "eb_linear_f32_dynamic": "pillppilpppppi",
+    "eb_linear_u8_requant": "pillppilpppiiiipi",
+    "eb_set_vnni": "i",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -167,10 +170,14 @@ def _load() -> ctypes.CDLL:
             raise NativeKernelUnavailable(str(_state["error"]))
         if "lib" not in _state:
             try:
-                _state["lib"] = _open()
+                lib = _open()
             except NativeKernelUnavailable as err:
                 _state["error"] = err
                 raise
+            vnni = vnni_available() and os.environ.get("EIGHTBIT_VNNI", "1") != "0"
+            lib.eb_set_vnni(int(vnni))
+            _state["vnni"] = vnni
+            _state["lib"] = lib
     return _state["lib"]  # type: ignore[return-value]
 
 
@@ -198,8 +205,28 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear")) else None
+        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear", "eb_set")) else None
     return lib
+
+
+def vnni_available() -> bool:
+    """True when this CPU has AVX512-VNNI with 256-bit vectors (``avx512_vnni`` and ``avx512vl`` in
+    /proc/cpuinfo): then the GEMM runs exact ``vpdpbusd`` kernels for 8-bit activations too."""
+    return {"avx512_vnni", "avx512vl"} <= _cpu_flags()
+
+
+def use_vnni(enabled: bool) -> bool:
+    """Run later GEMM calls on the VNNI kernels (``True``) or the AVX2 ones; returns the previous
+    setting. The default is on where :func:`vnni_available`, unless ``EIGHTBIT_VNNI=0``. Results
+    are identical either way; only speed differs. Not meant to be flipped while other threads call
+    the kernels."""
+    if enabled and not vnni_available():
+        raise NativeKernelUnavailable("this CPU lacks avx512_vnni/avx512vl (/proc/cpuinfo)")
+    lib = _load()
+    previous = bool(_state.get("vnni"))
+    lib.eb_set_vnni(int(enabled))
+    _state["vnni"] = bool(enabled)
+    return previous
 
 
 def is_available() -> bool:
@@ -300,7 +327,8 @@ class PackedWeight:
         return quad.data_ptr()
 
     def _quad_or_null(self, seven_bit: bool) -> int | None:
-        return self.quad_ptr() if seven_bit else None
+        """The k-quad layout when the call reads it (7-bit path, or VNNI kernels), else NULL."""
+        return self.quad_ptr() if seven_bit or _state.get("vnni") else None
 
 
 _quad_lock = threading.Lock()
@@ -348,8 +376,8 @@ def gemm_u8s8_int32(
     m, pa = _check_input(a, "a", torch.uint8, packed)
     out = torch.empty(m, packed.n, dtype=torch.int32)
     status = _load().eb_gemm_u8_i32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), packed.n,
-        out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), packed.n, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -375,8 +403,8 @@ def linear_fp32_out(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_u8_f32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, s, b,
-        out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, s, b, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -409,7 +437,7 @@ def linear_static_fp32(
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
         pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
-        packed._quad_or_null(qmax <= 127), n, ws, b,
+        packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
@@ -457,8 +485,9 @@ def linear_requant(
         )
     out = torch.empty(m, n, dtype=out_dtype)
     status = _load().eb_linear_u8_requant(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, b, mp, sp,
-        out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, b, mp, sp, out_zp, lo, hi, signed, out.data_ptr(),
+        torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -523,8 +552,8 @@ def linear_dynamic(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_dynamic(
-        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, ws, b,
-        out.data_ptr(), None, None, torch.get_num_threads(),
+        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, ws, b, out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")

@@ -63,7 +63,17 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
 void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                       int nr, const int32_t *left, const int32_t *right, int vec_requant);
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
-            int64_t n, const eb_epilogue *epi, int nthreads);
+            int seven, int64_t n, const eb_epilogue *epi, int nthreads);
+
+/* Microkernel over raw uint8 rows and k-quad weights (gemm.c's 7-bit uk7_*, vnni.c's ukv_*):
+ * acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel, written to cout. */
+typedef void (*eb_ukernel8_fn)(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,
+                               const int32_t *cin, int32_t *cout);
+
+/* vnni.c: AVX512-VNNI (vpdpbusd) microkernels, used when eb_vnni_enabled (set by eb_set_vnni) */
+extern int eb_vnni_enabled;
+extern const eb_ukernel8_fn EB_UKV[EB_MR + 1];
+int eb_set_vnni(int on);
 
 /* gemv.c */
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
