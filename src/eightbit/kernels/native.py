@@ -1,6 +1,14 @@
-"""Native AVX2 INT8 GEMM: a ctypes wrapper around ``csrc/*.c``, compiled on first use.
+"""Native AVX2 / AVX512-VNNI INT8 GEMM: a ctypes wrapper around ``csrc/*.c``, compiled on first use.
 
-Exact u8 x s8 -> int32 arithmetic on AVX2 CPUs without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
+VNNI: on CPUs whose /proc/cpuinfo lists ``avx512f`` and ``avx512_vnni`` (e.g. AMD Zen 4, Intel
+Ice Lake and later) every M > 1 GEMM runs ``vpdpbusd`` microkernels (``csrc/vnni.c``): u8 x s8
+products summed four at a time into int32 without saturation, so exact for full 8-bit
+activations at one instruction per 64 products, on the k-quad weight layout of the 7-bit path
+below (packed on first use, kept next to the pair layout that M = 1 still reads). Results are bit
+for bit those of the AVX2 kernels; :func:`use_vnni` switches between them (tests run both),
+``EIGHTBIT_VNNI=0`` turns VNNI off from the start.
+
+AVX2: exact u8 x s8 -> int32 arithmetic without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
 pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
 int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
 weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once (still int8,
@@ -65,6 +73,7 @@ __all__ = [
     "quantize_u8_per_row",
     "use_vnni",
     "vnni_available",
+    "vnni_enabled",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,9 +219,14 @@ def _open() -> ctypes.CDLL:
 
 
 def vnni_available() -> bool:
-    """True when this CPU has AVX512-VNNI with 256-bit vectors (``avx512_vnni`` and ``avx512vl`` in
-    /proc/cpuinfo): then the GEMM runs exact ``vpdpbusd`` kernels for 8-bit activations too."""
-    return {"avx512_vnni", "avx512vl"} <= _cpu_flags()
+    """True when this CPU has AVX512-VNNI (``avx512f`` and ``avx512_vnni`` in /proc/cpuinfo): then
+    the GEMM runs exact ``vpdpbusd`` kernels for 8-bit activations too."""
+    return {"avx512f", "avx512_vnni"} <= _cpu_flags()
+
+
+def vnni_enabled() -> bool:
+    """True when GEMM calls run the VNNI kernels now (see :func:`use_vnni`)."""
+    return is_available() and bool(_state.get("vnni"))
 
 
 def use_vnni(enabled: bool) -> bool:
@@ -221,7 +235,7 @@ def use_vnni(enabled: bool) -> bool:
     are identical either way; only speed differs. Not meant to be flipped while other threads call
     the kernels."""
     if enabled and not vnni_available():
-        raise NativeKernelUnavailable("this CPU lacks avx512_vnni/avx512vl (/proc/cpuinfo)")
+        raise NativeKernelUnavailable("this CPU lacks avx512f/avx512_vnni (/proc/cpuinfo)")
     lib = _load()
     previous = bool(_state.get("vnni"))
     lib.eb_set_vnni(int(enabled))
@@ -307,12 +321,16 @@ class PackedWeight:
     k: int
     ptr: int = field(init=False, repr=False)  # data.data_ptr(), read once
     quad: Tensor | None = field(init=False, repr=False, default=None)
+    _quad_addr: int = field(init=False, repr=False, default=0)  # quad.data_ptr() once packed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ptr", self.data.data_ptr())
 
     def quad_ptr(self) -> int:
-        """Pointer to the k-quad layout of the 7-bit path, packing it on first use."""
+        """Pointer to the k-quad layout of the 7-bit path and the VNNI kernels, packing it on
+        first use."""
+        if self._quad_addr:
+            return self._quad_addr
         quad = self.quad
         if quad is None:
             with _quad_lock:
@@ -324,6 +342,7 @@ class PackedWeight:
                     quad = buf[offset : offset + size]
                     _load().eb_pack_weight_quad(self.ptr, self.n, self.k, quad.data_ptr())
                     object.__setattr__(self, "quad", quad)
+                    object.__setattr__(self, "_quad_addr", quad.data_ptr())
         return quad.data_ptr()
 
     def _quad_or_null(self, seven_bit: bool) -> int | None:

@@ -20,6 +20,8 @@
  * gemv.c uses it. When the caller guarantees 7-bit activations (reduce_range: a <= 127), pair
  * sums are at most 2 * 127 * 128 < 2^15 and the MLAS-style loop is exact: the "7-bit path" below
  * (uk7_*, compute_block7, weights repacked in k-quads), selected by a non-NULL quad pointer.
+ * On CPUs with AVX512-VNNI, compute_block7 runs vnni.c's vpdpbusd kernels instead, which are
+ * exact for 8-bit activations too (eb_vnni_enabled): then every M > 1 call takes the quad path.
  */
 #include <stdlib.h>
 #include <string.h>
