@@ -162,3 +162,21 @@ def test_avx2_full_range_extremes_do_not_saturate(isa):
     x = torch.full((3, k), 255.0)
     out = prepare_linear(layer, "avx2").linear_fp32(x, qp)
     assert torch.equal(out, torch.full((3, 8), 255.0 * 127 * k))
+
+
+@avx2_only
+def test_avx2_input_qparams_cache_follows_new_and_changed_qparams():
+    """The fast backend caches the last activation qparams as Python numbers: a different
+    qparams object, or the same one changed in place, must give the reference's results again."""
+    layer = random_layer(24, 40, seed=5)
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(5)) * 3
+    ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
+    first, second = qparams_from_range(-2.5, 3.5), qparams_from_range(-1.0, 8.0)
+    for qp in (first, second, first):
+        assert torch.equal(fast.linear_fp32(x, qp), ref.linear_fp32(x, qp))
+    before = fast.linear_fp32(x, first)
+    first.scale.mul_(2.0)
+    first.zero_point.add_(3)
+    after = fast.linear_fp32(x, first)
+    assert not torch.equal(after, before)
+    assert torch.equal(after, ref.linear_fp32(x, first))
