@@ -1,8 +1,9 @@
 /* eightbit native INT8 kernels: shared declarations.
  *
- * Exact u8 x s8 -> int32 GEMM for AVX2 CPUs without VNNI. Activations are widened to int16 with
+ * Exact u8 x s8 -> int32 GEMM. On AVX2 CPUs without VNNI, activations are widened to int16 with
  * their zero point subtracted (a - za lies in [-255, 255]) and multiplied with int16 weights by
- * vpmaddwd, whose int32 pair sums cannot saturate (2 * 255 * 128 < 2^31). See native.py.
+ * vpmaddwd, whose int32 pair sums cannot saturate (2 * 255 * 128 < 2^31); with AVX512-VNNI,
+ * vpdpbusd multiplies raw uint8 activations exactly (vnni.c). See native.py.
  */
 #ifndef EIGHTBIT_H
 #define EIGHTBIT_H
