@@ -1,11 +1,13 @@
 """Probe the native INT8 GEMM against torch FP32, fbgemm and ONNX Runtime, in one run.
 
-Usage: ``python bench/native_kernel_probe.py [--threads 2] [--repeats 5] [--shapes M,K,N ...]``.
+Usage: ``python bench/native_kernel_probe.py [--threads 2] [--repeats 5] [--shapes M,K,N ...]
+[--no-vnni]``.
 Each timing is the median of ``--repeats`` rounds; within a round every contender runs for
 ``--seconds`` back to back, so background load hits them alike. ``--cpu-time`` (single thread
 only) times with the process CPU clock, which does not count the time the OS gives other
 processes: the fairest kernel-against-kernel comparison on a shared machine. Prints one line per
 shape with speed ratios against torch FP32 ``F.linear`` and the geometric mean over M >= 32.
+``ours*`` run the VNNI microkernels where the CPU has them; ``--no-vnni`` forces the AVX2 ones.
 ``ours7_*``: the exact 7-bit path (activations quantized with a reduce_range scale to [0, 127]).
 """
 
@@ -131,7 +133,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.1)
     parser.add_argument("--shapes", nargs="*", help="M,K,N triples (default: the issue's grid)")
     parser.add_argument("--cpu-time", action="store_true", help="process CPU clock (1 thread)")
+    parser.add_argument("--no-vnni", action="store_true", help="our AVX2 kernels even on VNNI CPUs")
     args = parser.parse_args()
+    if args.no_vnni and native.vnni_available():
+        native.use_vnni(False)
+    print(f"our microkernels: {'avx512-vnni' if native.vnni_enabled() else 'avx2'}", flush=True)
     if args.cpu_time:
         if args.threads != 1:
             parser.error("--cpu-time needs --threads 1")

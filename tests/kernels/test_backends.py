@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eightbit.core import dequantize, qparams_from_range, quantize
@@ -104,9 +104,14 @@ def test_embedding_gather_dequantizes_rows():
 avx2_only = pytest.mark.skipif(not native.is_available(), reason="no AVX2 on this CPU")
 
 
+# the isa fixture (AVX2 or VNNI microkernels) is a setting that holds for every example
+isa_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
 @avx2_only
+@isa_settings
 @given(shape=shapes, seed=st.integers(0, 2**16), per_tensor=st.booleans())
-def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
+def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
     m, k, n = shape
     layer = random_layer(n, k, seed)
     if per_tensor:
@@ -128,8 +133,9 @@ def test_avx2_is_bit_exact_with_the_reference(shape, seed, per_tensor):
 
 
 @avx2_only
+@isa_settings
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(shape, seed):
+def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(isa, shape, seed):
     """reduce_range activation qparams (qmax = 127) take the 7-bit vpmaddubsw path."""
     m, k, n = shape
     layer = random_layer(n, k, seed)
@@ -148,7 +154,7 @@ def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(shape, seed):
 
 
 @avx2_only
-def test_avx2_full_range_extremes_do_not_saturate():
+def test_avx2_full_range_extremes_do_not_saturate(isa):
     """The case fbgemm gets wrong on AVX2: 255 * 127 summed over a long row."""
     k = 4096
     layer = QuantizedWeight(torch.full((8, k), 127, dtype=torch.int8), torch.ones(8))
@@ -156,3 +162,21 @@ def test_avx2_full_range_extremes_do_not_saturate():
     x = torch.full((3, k), 255.0)
     out = prepare_linear(layer, "avx2").linear_fp32(x, qp)
     assert torch.equal(out, torch.full((3, 8), 255.0 * 127 * k))
+
+
+@avx2_only
+def test_avx2_input_qparams_cache_follows_new_and_changed_qparams():
+    """The fast backend caches the last activation qparams as Python numbers: a different
+    qparams object, or the same one changed in place, must give the reference's results again."""
+    layer = random_layer(24, 40, seed=5)
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(5)) * 3
+    ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
+    first, second = qparams_from_range(-2.5, 3.5), qparams_from_range(-1.0, 8.0)
+    for qp in (first, second, first):
+        assert torch.equal(fast.linear_fp32(x, qp), ref.linear_fp32(x, qp))
+    before = fast.linear_fp32(x, first)
+    first.scale.mul_(2.0)
+    first.zero_point.add_(3)
+    after = fast.linear_fp32(x, first)
+    assert not torch.equal(after, before)
+    assert torch.equal(after, ref.linear_fp32(x, first))

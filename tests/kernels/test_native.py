@@ -18,7 +18,10 @@ from eightbit.core.ops import quantize
 from eightbit.core.qparams import QParams, qparams_from_range
 from eightbit.kernels import native
 
-pytestmark = pytest.mark.skipif(not native.is_available(), reason="native kernel unavailable")
+pytestmark = [
+    pytest.mark.skipif(not native.is_available(), reason="native kernel unavailable"),
+    pytest.mark.usefixtures("isa"),  # every test on the AVX2 and (where present) VNNI kernels
+]
 
 
 def rand_u8(m: int, k: int, g: torch.Generator) -> torch.Tensor:
@@ -386,12 +389,15 @@ def test_seven_bit_gemm_exact_and_equal_to_eight_bit_path(m, k, n):
         assert torch.equal(got.long(), ref_acc(a, w127, za))
 
 
-def test_seven_bit_quad_layout_is_packed_once_on_first_use():
+def test_seven_bit_quad_layout_is_packed_once_on_first_use(isa):
     g = torch.Generator().manual_seed(1)
     a, w = rand_u7(5, 30, g), rand_w(20, 30, g)
     packed = native.pack_weight(w)
     native.gemm_u8s8_int32(a, packed)
-    assert packed.quad is None  # the 8-bit path never allocates it
+    if isa == "avx2":
+        assert packed.quad is None  # the AVX2 8-bit path never allocates it
+    else:
+        assert packed.quad is not None  # the VNNI kernels read the quad layout for 8-bit too
     native.gemm_u8s8_int32(a, packed, seven_bit=True)
     quad = packed.quad
     assert quad is not None and quad.numel() == 2 * 8 * 64

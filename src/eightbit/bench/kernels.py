@@ -16,7 +16,7 @@ from torch import nn
 from eightbit.bench.ort_peers import ort_linear
 from eightbit.bench.timing import geometric_mean, median_seconds
 from eightbit.core.qparams import qparams_from_range
-from eightbit.kernels import resolve_backend
+from eightbit.kernels import native, resolve_backend
 from eightbit.nn import QuantLinear
 from eightbit.nn.weights import weight_qparams
 from eightbit.progress import progress as progress_bar
@@ -104,6 +104,13 @@ def bench_shape(m: int, k: int, n: int, backend: str, threads: int) -> list[Kern
     return results
 
 
+def _int8_kernels(backend: str) -> str:
+    """Which microkernels our INT8 layers ran: the native backend picks VNNI where it can."""
+    if backend != "avx2":
+        return backend
+    return "avx512-vnni" if native.vnni_enabled() else "avx2"
+
+
 def run_kernel_benchmark(
     m_values: tuple[int, ...] = M_VALUES,
     kn_values: tuple[tuple[int, int], ...] = KN_VALUES,
@@ -125,6 +132,9 @@ def run_kernel_benchmark(
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
+            "int8_kernels": "avx512-vnni"
+            if backend == "avx2" and native.vnni_enabled()
+            else "avx2",
         },
         "results": [asdict(r) for r in results],
         "summary": summarize(results),
@@ -147,7 +157,8 @@ def summarize(results: list[KernelResult]) -> dict[str, float]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"Kernel benchmark: {report['threads']} threads, backend `{report['backend']}`, "
+        f"Kernel benchmark: {report['threads']} threads, backend `{report['backend']}` "
+        f"({report['machine'].get('int8_kernels', report['backend'])} microkernels), "
         f"torch {report['machine']['torch']}. GFLOP/s (2*M*K*N / time), higher is better.",
         "",
         "| M | K | N | mode | torch FP32 | ORT FP32 | ORT INT8 | eightbit INT8 | vs torch FP32 "

@@ -1,4 +1,5 @@
-"""Native AVX2 backend: our exact u8 x s8 -> int32 GEMM (:mod:`eightbit.kernels.native`).
+"""Native AVX2 backend: our exact u8 x s8 -> int32 GEMM (:mod:`eightbit.kernels.native`), on
+AVX512-VNNI microkernels where the CPU has them (the backend keeps its name ``avx2``).
 
 Exact for full 8-bit activations (int16 ``vpmaddwd`` products, no saturation), fused epilogues,
 integer requantization bit-identical to the reference. Activations whose qparams clamp to
@@ -32,12 +33,24 @@ class Avx2Linear(PreparedLinear):
         super().__init__(qweight)
         self._packed = native.pack_weight(qweight.weight)
         self._requant_cache: dict[tuple[float, float], tuple[Tensor, Tensor, Tensor]] = {}
+        self._input_key: tuple[int, int, int] | None = None
+        self._input_qp: QParams | None = None
+        self._input_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
+
+    def _input_params(self, qp: QParams) -> tuple[float, int, int, int]:
+        """(scale, zero point, qmin, qmax) as Python numbers, checked; cached for the last qparams
+        object (a module passes the same one every call, and reading 0-d tensors into Python
+        costs about a microsecond each), refreshed if its tensors were changed in place."""
+        key = (id(qp), qp.scale._version, qp.zero_point._version)
+        if key != self._input_key:
+            check_input_qparams(qp)
+            self._input_cache = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            self._input_key, self._input_qp = key, qp  # holding qp keeps its id unique
+        return self._input_cache
 
     def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
-        check_input_qparams(input_qp)
         w = self.qweight
-        scale, zero_point = float(input_qp.scale), int(input_qp.zero_point)
-        qmin, qmax = input_qp.qmin, input_qp.qmax
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
         if (qmin, qmax) == (0, 255) or qmax <= 127:  # fused (qmax <= 127: the 7-bit path)
             return native.linear_static_fp32(
                 x, scale, zero_point, self._packed, w.scale, w.bias, qmin, qmax

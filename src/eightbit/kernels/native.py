@@ -1,6 +1,14 @@
-"""Native AVX2 INT8 GEMM: a ctypes wrapper around ``csrc/*.c``, compiled on first use.
+"""Native AVX2 / AVX512-VNNI INT8 GEMM: a ctypes wrapper around ``csrc/*.c``, compiled on first use.
 
-Exact u8 x s8 -> int32 arithmetic on AVX2 CPUs without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
+VNNI: on CPUs whose /proc/cpuinfo lists ``avx512f`` and ``avx512_vnni`` (e.g. AMD Zen 4, Intel
+Ice Lake and later) every M > 1 GEMM runs ``vpdpbusd`` microkernels (``csrc/vnni.c``): u8 x s8
+products summed four at a time into int32 without saturation, so exact for full 8-bit
+activations at one instruction per 64 products, on the k-quad weight layout of the 7-bit path
+below (packed on first use, kept next to the pair layout that M = 1 still reads). Results are bit
+for bit those of the AVX2 kernels; :func:`use_vnni` switches between them (tests run both),
+``EIGHTBIT_VNNI=0`` turns VNNI off from the start.
+
+AVX2: exact u8 x s8 -> int32 arithmetic without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
 pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
 int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
 weights with ``vpmaddwd``, whose int32 pair sums are exact. Weights are packed once (still int8,
@@ -63,6 +71,9 @@ __all__ = [
     "pack_weight",
     "quantize_u8",
     "quantize_u8_per_row",
+    "use_vnni",
+    "vnni_available",
+    "vnni_enabled",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,11 +157,12 @@ _SIGNATURES: dict[str, str] = {
     "eb_quantize_u8": "plfiiip",
     "eb_quantize_u8_rows": "pllppp",
     "eb_pack_weight_quad": "pllp",
-    "eb_gemm_u8_i32": "pillpplpi",
-    "eb_linear_u8_f32": "pillpplpppi",
-    "eb_linear_f32_static": "pfiiillpplpppi",
-    "eb_linear_f32_dynamic": "pillpplpppppi",
-    "eb_linear_u8_requant": "pillpplpppiiiipi",
+    "eb_gemm_u8_i32": "pillppilpi",
+    "eb_linear_u8_f32": "pillppilpppi",
+    "eb_linear_f32_static": "pfiiillppilpppi",
+    "eb_linear_f32_dynamic": "pillppilpppppi",
+    "eb_linear_u8_requant": "pillppilpppiiiipi",
+    "eb_set_vnni": "i",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -167,10 +179,14 @@ def _load() -> ctypes.CDLL:
             raise NativeKernelUnavailable(str(_state["error"]))
         if "lib" not in _state:
             try:
-                _state["lib"] = _open()
+                lib = _open()
             except NativeKernelUnavailable as err:
                 _state["error"] = err
                 raise
+            vnni = vnni_available() and os.environ.get("EIGHTBIT_VNNI", "1") != "0"
+            lib.eb_set_vnni(int(vnni))
+            _state["vnni"] = vnni
+            _state["lib"] = lib
     return _state["lib"]  # type: ignore[return-value]
 
 
@@ -198,8 +214,33 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear")) else None
+        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear", "eb_set")) else None
     return lib
+
+
+def vnni_available() -> bool:
+    """True when this CPU has AVX512-VNNI (``avx512f`` and ``avx512_vnni`` in /proc/cpuinfo): then
+    the GEMM runs exact ``vpdpbusd`` kernels for 8-bit activations too."""
+    return {"avx512f", "avx512_vnni"} <= _cpu_flags()
+
+
+def vnni_enabled() -> bool:
+    """True when GEMM calls run the VNNI kernels now (see :func:`use_vnni`)."""
+    return is_available() and bool(_state.get("vnni"))
+
+
+def use_vnni(enabled: bool) -> bool:
+    """Run later GEMM calls on the VNNI kernels (``True``) or the AVX2 ones; returns the previous
+    setting. The default is on where :func:`vnni_available`, unless ``EIGHTBIT_VNNI=0``. Results
+    are identical either way; only speed differs. Not meant to be flipped while other threads call
+    the kernels."""
+    if enabled and not vnni_available():
+        raise NativeKernelUnavailable("this CPU lacks avx512f/avx512_vnni (/proc/cpuinfo)")
+    lib = _load()
+    previous = bool(_state.get("vnni"))
+    lib.eb_set_vnni(int(enabled))
+    _state["vnni"] = bool(enabled)
+    return previous
 
 
 def is_available() -> bool:
@@ -280,12 +321,16 @@ class PackedWeight:
     k: int
     ptr: int = field(init=False, repr=False)  # data.data_ptr(), read once
     quad: Tensor | None = field(init=False, repr=False, default=None)
+    _quad_addr: int = field(init=False, repr=False, default=0)  # quad.data_ptr() once packed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ptr", self.data.data_ptr())
 
     def quad_ptr(self) -> int:
-        """Pointer to the k-quad layout of the 7-bit path, packing it on first use."""
+        """Pointer to the k-quad layout of the 7-bit path and the VNNI kernels, packing it on
+        first use."""
+        if self._quad_addr:
+            return self._quad_addr
         quad = self.quad
         if quad is None:
             with _quad_lock:
@@ -297,10 +342,12 @@ class PackedWeight:
                     quad = buf[offset : offset + size]
                     _load().eb_pack_weight_quad(self.ptr, self.n, self.k, quad.data_ptr())
                     object.__setattr__(self, "quad", quad)
+                    object.__setattr__(self, "_quad_addr", quad.data_ptr())
         return quad.data_ptr()
 
     def _quad_or_null(self, seven_bit: bool) -> int | None:
-        return self.quad_ptr() if seven_bit else None
+        """The k-quad layout when the call reads it (7-bit path, or VNNI kernels), else NULL."""
+        return self.quad_ptr() if seven_bit or _state.get("vnni") else None
 
 
 _quad_lock = threading.Lock()
@@ -348,8 +395,8 @@ def gemm_u8s8_int32(
     m, pa = _check_input(a, "a", torch.uint8, packed)
     out = torch.empty(m, packed.n, dtype=torch.int32)
     status = _load().eb_gemm_u8_i32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), packed.n,
-        out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), packed.n, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -375,8 +422,8 @@ def linear_fp32_out(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_u8_f32(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, s, b,
-        out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, s, b, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -409,7 +456,7 @@ def linear_static_fp32(
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
         pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
-        packed._quad_or_null(qmax <= 127), n, ws, b,
+        packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:
@@ -457,8 +504,9 @@ def linear_requant(
         )
     out = torch.empty(m, n, dtype=out_dtype)
     status = _load().eb_linear_u8_requant(
-        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, b, mp, sp,
-        out_zp, lo, hi, signed, out.data_ptr(), torch.get_num_threads(),
+        pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, b, mp, sp, out_zp, lo, hi, signed, out.data_ptr(),
+        torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
@@ -523,8 +571,8 @@ def linear_dynamic(
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_dynamic(
-        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, ws, b,
-        out.data_ptr(), None, None, torch.get_num_threads(),
+        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
+        int(seven_bit), n, ws, b, out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")

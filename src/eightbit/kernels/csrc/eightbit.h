@@ -1,8 +1,9 @@
 /* eightbit native INT8 kernels: shared declarations.
  *
- * Exact u8 x s8 -> int32 GEMM for AVX2 CPUs without VNNI. Activations are widened to int16 with
+ * Exact u8 x s8 -> int32 GEMM. On AVX2 CPUs without VNNI, activations are widened to int16 with
  * their zero point subtracted (a - za lies in [-255, 255]) and multiplied with int16 weights by
- * vpmaddwd, whose int32 pair sums cannot saturate (2 * 255 * 128 < 2^31). See native.py.
+ * vpmaddwd, whose int32 pair sums cannot saturate (2 * 255 * 128 < 2^31); with AVX512-VNNI,
+ * vpdpbusd multiplies raw uint8 activations exactly (vnni.c). See native.py.
  */
 #ifndef EIGHTBIT_H
 #define EIGHTBIT_H
@@ -63,7 +64,17 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
 void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                       int nr, const int32_t *left, const int32_t *right, int vec_requant);
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
-            int64_t n, const eb_epilogue *epi, int nthreads);
+            int seven, int64_t n, const eb_epilogue *epi, int nthreads);
+
+/* Microkernel over raw uint8 rows and k-quad weights (gemm.c's 7-bit uk7_*, vnni.c's ukv_*):
+ * acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel, written to cout. */
+typedef void (*eb_ukernel8_fn)(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,
+                               const int32_t *cin, int32_t *cout);
+
+/* vnni.c: AVX512-VNNI (vpdpbusd) microkernels, used when eb_vnni_enabled (set by eb_set_vnni) */
+extern int eb_vnni_enabled;
+extern const eb_ukernel8_fn EB_UKV[EB_MR + 1];
+int eb_set_vnni(int on);
 
 /* gemv.c */
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,

@@ -20,6 +20,8 @@
  * gemv.c uses it. When the caller guarantees 7-bit activations (reduce_range: a <= 127), pair
  * sums are at most 2 * 127 * 128 < 2^15 and the MLAS-style loop is exact: the "7-bit path" below
  * (uk7_*, compute_block7, weights repacked in k-quads), selected by a non-NULL quad pointer.
+ * On CPUs with AVX512-VNNI, compute_block7 runs vnni.c's vpdpbusd kernels instead, which are
+ * exact for 8-bit activations too (eb_vnni_enabled): then every M > 1 call takes the quad path.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -151,9 +153,7 @@ UKERNEL7(4)
 UKERNEL7(5)
 UKERNEL7(6)
 
-typedef void (*ukernel7_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, const int32_t *,
-                            int32_t *);
-static const ukernel7_fn UK7[7] = {NULL, uk7_1, uk7_2, uk7_3, uk7_4, uk7_5, uk7_6};
+static const eb_ukernel8_fn UK7[7] = {NULL, uk7_1, uk7_2, uk7_3, uk7_4, uk7_5, uk7_6};
 
 /* ---------------------------------------------------------------- epilogues */
 
@@ -295,6 +295,7 @@ typedef struct {
     uint8_t *a8;
     int64_t k4, lda8;
     const int32_t *colsum;
+    const eb_ukernel8_fn *uk8; /* UK7, or EB_UKV on VNNI CPUs (exact for 8-bit activations too) */
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
@@ -324,7 +325,7 @@ static void row_params(const eb_input *in, const float *x, int64_t k, int64_t r,
 static void prepare_rows(const job *jb, int64_t r0, int64_t r1) {
     const eb_input *in = jb->in;
     int64_t k = jb->k;
-    if (jb->quad) { /* 7-bit: raw uint8 rows, zero padded to whole quads */
+    if (jb->quad) { /* quad path: raw uint8 rows, zero padded to whole quads */
         for (int64_t r = r0; r < r1; r++) {
             uint8_t *dst = jb->a8 + r * jb->lda8;
             if (in->kind == EB_IN_U8) {
@@ -387,7 +388,8 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
     }
 }
 
-/* The 7-bit path's compute_block: quads instead of pairs, zero point fixed before the epilogue. */
+/* The quad path's compute_block (7-bit AVX2 or VNNI microkernels): quads instead of pairs, zero
+ * point fixed before the epilogue. */
 static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                            int32_t *partial) {
     int32_t tile[EB_MR * 16] __attribute__((aligned(64)));
@@ -413,7 +415,7 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                         int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
                         int32_t *part =
                             partial + (((ir - ic) / EB_MR) * NCP + (jr - jc)) * (EB_MR * 16);
-                        UK7[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
+                        jb->uk8[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
                                 last ? tile : part);
                         if (last) {
                             for (int i = 0; i < mr; i++) {
@@ -491,9 +493,10 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
 }
 
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
-            int64_t n, const eb_epilogue *epi, int nthreads) {
+            int seven, int64_t n, const eb_epilogue *epi, int nthreads) {
     if (m <= 0 || n <= 0) return 0;
-    if (m == 1 && k > 0) return eb_gemv(in, k, packed, n, epi, quad != NULL, nthreads);
+    if (m == 1 && k > 0) return eb_gemv(in, k, packed, n, epi, seven, nthreads);
+    if (!seven && !eb_vnni_enabled) quad = NULL; /* uk7_* would saturate on 8-bit activations */
     job jb;
     jb.in = in;
     jb.m = m;
@@ -507,6 +510,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     jb.k4 = (k + 3) / 4;
     jb.lda8 = (jb.k4 * 4 + 63) & ~(int64_t)63;
     jb.colsum = (const int32_t *)(packed + ((n + 15) / 16) * jb.k2 * 32);
+    jb.uk8 = eb_vnni_enabled ? EB_UKV : UK7;
     jb.epi = epi;
     jb.vec_requant = 1;
     int64_t npad = jb.panels * 16;
@@ -541,41 +545,42 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
 
 /* ---------------------------------------------------------------- exported entry points
  * GEMM entry points return 0, or -1 when scratch memory could not be allocated. quad: NULL, or
- * the weights in eb_pack_weight_quad's layout to take the 7-bit path; the caller guarantees that
- * every uint8 activation (after quantization and clamping, for float input) is <= 127. */
+ * the weights in eb_pack_weight_quad's layout, which the 7-bit path and the VNNI kernels (any
+ * activations) read; seven != 0: the caller guarantees that every uint8 activation (after
+ * quantization and clamping, for float input) is <= 127, and then quad must not be NULL. */
 
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
 int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
-                   const int8_t *quad, int64_t n, int32_t *out, int nthreads) {
+                   const int8_t *quad, int seven, int64_t n, int32_t *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_I32, out, n, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
 /* Static linear, uint8 input: out = float(acc) * out_scale[n] + bias[n]. */
 int eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
-                     const int8_t *quad, int64_t n, const float *out_scale, const float *bias, float *out,
+                     const int8_t *quad, int seven, int64_t n, const float *out_scale, const float *bias, float *out,
                       int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, 1.0f, out_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
 /* Static linear, float input quantized on the fly with (scale, zp, [qmin, qmax]): out = float(acc) * fl(scale *
  * w_scale[n]) + bias[n]. */
 int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
-                         int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+                         int64_t m, int64_t k, const int8_t *packed, const int8_t *quad, int seven,
                          int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
  * are written to row_scale / row_zp (m,) unless those are NULL. */
 int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
-                          const int8_t *packed, const int8_t *quad, int64_t n,
+                          const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                           const float *w_scale, const float *bias, float *out, float *row_scale,
                           int32_t *row_zp, int nthreads) {
     if (!row_scale || !row_zp) { /* caller does not want them (all) back */
@@ -584,8 +589,8 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         if (!row_scale) row_scale = buf;
         row_zp = (int32_t *)(buf + m);
     }
-    /* quad != NULL: 7-bit activations, qparams for levels [0, 127] (reduce_range) */
-    int32_t qmax = quad ? 127 : 255;
+    /* seven: 7-bit activations, qparams for levels [0, 127] (reduce_range) */
+    int32_t qmax = seven ? 127 : 255;
     eb_input in = {
         per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, 0, qmax, row_scale, row_zp};
     if (!per_row && m > 0) {
@@ -600,16 +605,16 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         }
     }
     eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
-    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
 /* Requantized linear: out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi) as uint8 or int8. */
 int eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
-                         const int8_t *packed, const int8_t *quad, int64_t n, const int32_t *bias_i,
+                         const int8_t *packed, const int8_t *quad, int seven, int64_t n, const int32_t *bias_i,
                           const int32_t *m0, const int32_t *shift, int32_t out_zp, int32_t lo,
                           int32_t hi, int out_signed, void *out, int nthreads) {
     eb_input in = {EB_IN_U8, a, za, 1.0f, 0, 255, NULL, NULL};
     eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
                      shift, out_zp, lo, hi};
-    return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
