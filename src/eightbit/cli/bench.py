@@ -20,3 +20,23 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     _write_outputs(args, report, markdown)
     print(markdown, end="")
     return 0
+
+
+def _bench_classify(args: argparse.Namespace) -> int:
+    from eightbit.bench.classify import run_classify_benchmark, to_markdown
+
+    report = run_classify_benchmark(
+        models=args.models,
+        batches=tuple(args.batch),
+        seq_len=args.seq_len,
+        threads=args.threads,
+        backend=args.backend,
+        method=args.method,
+        calibration_batches=args.calibration_batches,
+        repeats=args.repeats,
+        progress=not args.quiet,
+    )
+    markdown = to_markdown(report)
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
