@@ -21,6 +21,12 @@ repacked in k-quads (``vpmaddubsw`` + ``vpmaddwd`` by ones + ``vpaddd``: 3 instr
 products, as MLAS's U8S8 kernel), then subtracts ``za * colsum``: the same int32 accumulators and
 outputs as the 8-bit path, about 1.3x faster. Values above 127 are not checked and give wrong sums.
 
+VNNI: on CPUs with AVX512-VNNI (and VL), the k-quad kernel multiplies with ``vpdpbusd``
+(u8 x s8 quads summed straight into int32, no saturating int16 step): 2 instructions per 32
+products, exact for full 8-bit activations, so the 7-bit path gets faster and the fused static
+fp32 linear (:func:`linear_static_fp32`, M > 1) takes the quad kernel for 8-bit activations too;
+same integer results as without it (``EIGHTBIT_NO_VNNI=1`` selects the AVX2 kernels).
+
 Exactness: the int32 accumulators are exact for ``K <= 66000``; ``quantize_u8`` and the per-row
 parameters of :func:`quantize_u8_per_row` equal :func:`eightbit.core.ops.quantize` and
 :func:`eightbit.core.qparams.qparams_from_range` bit for bit; the requantized outputs equal
@@ -54,6 +60,7 @@ __all__ = [
     "NativeKernelUnavailable",
     "PackedWeight",
     "gemm_u8s8_int32",
+    "has_vnni",
     "is_available",
     "library_path",
     "linear_dynamic",
@@ -151,6 +158,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_linear_f32_static": "pfiiillpplpppi",
     "eb_linear_f32_dynamic": "pillpplpppppi",
     "eb_linear_u8_requant": "pillpplpppiiiipi",
+    "eb_has_vnni": "",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -198,8 +206,17 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear")) else None
+        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear", "eb_has")) else None
     return lib
+
+
+def has_vnni() -> bool:
+    """True when the kernel runs AVX512-VNNI here (``vpdpbusd`` on ymm: the k-quad kernel is then
+    exact for 8-bit activations too); ``EIGHTBIT_NO_VNNI=1`` turns it off (read once)."""
+    vnni = _state.get("vnni")
+    if vnni is None:
+        vnni = _state["vnni"] = bool(_load().eb_has_vnni())
+    return bool(vnni)
 
 
 def is_available() -> bool:
@@ -397,7 +414,8 @@ def linear_static_fp32(
     clamp to ``[qmin, qmax]`` as :func:`quantize_u8` does, INT8 GEMM, then
     ``fl(fl(float(acc) * fl(scale * w_scale[n])) + bias[n])``. The uint8 activations are never
     written to memory (8-bit path). ``qmax <= 127`` (reduce_range) selects the 7-bit path: the
-    clamped activations are 7-bit, so ``vpmaddubsw`` cannot saturate; same results."""
+    clamped activations are 7-bit, so ``vpmaddubsw`` cannot saturate; same results. With VNNI
+    (:func:`has_vnni`) and ``M > 1`` the k-quad kernel runs for 8-bit activations too (exact)."""
     m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
@@ -407,9 +425,9 @@ def linear_static_fp32(
     if not 0 <= qmin <= qmax <= 255:
         raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
     out = torch.empty(m, n, dtype=torch.float32)
+    quad = packed._quad_or_null(qmax <= 127 or (m > 1 and has_vnni()))
     status = _load().eb_linear_f32_static(
-        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
-        packed._quad_or_null(qmax <= 127), n, ws, b,
+        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr, quad, n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     if status:

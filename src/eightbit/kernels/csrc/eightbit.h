@@ -62,6 +62,7 @@ int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *le
                     int32_t *right);
 void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                       int nr, const int32_t *left, const int32_t *right, int vec_requant);
+int eb_has_vnni(void);
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
             int64_t n, const eb_epilogue *epi, int nthreads);
 

@@ -122,9 +122,22 @@ static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
                        [b1] "m"(*(const __m256i *)(bp + 32)), [ones] "x"(ones)                  \
                      : "xmm12", "xmm13")
 
-/* acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel (64 bytes per quad). */
-#define UKERNEL7(MR)                                                                            \
-    static void uk7_##MR(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,            \
+/* AVX512-VNNI (with VL, on ymm registers): vpdpbusd multiplies u8 x s8 quads and adds each
+ * quad's sum to int32 lanes without an int16 intermediate, so it cannot saturate: exact for full
+ * 8-bit activations, 2 instructions per 32 products, on the same quad layout. */
+#define ROWV(APTR, C0, C1)                                                                      \
+    __asm__ volatile("vpbroadcastd %[a], %%ymm13\n\t"                                            \
+                     "vpdpbusd %[b0], %%ymm13, %[c0]\n\t"                                         \
+                     "vpdpbusd %[b1], %%ymm13, %[c1]"                                             \
+                     : [c0] "+x"(C0), [c1] "+x"(C1)                                             \
+                     : [a] "m"(*(const int32_t *)(APTR)), [b0] "m"(*(const __m256i *)(bp)),     \
+                       [b1] "m"(*(const __m256i *)(bp + 32))                                    \
+                     : "xmm13")
+
+/* acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel (64 bytes per quad), one row of
+ * products by ROW (ROW7 or ROWV). */
+#define UKERNELQ(NAME, ROW, MR)                                                                 \
+    static void NAME##_##MR(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,            \
                          const int32_t *cin, int32_t *cout) {                                   \
         const int mr_ = MR;                                                                     \
         const __m256i ones = _mm256_set1_epi16(1);                                              \
@@ -134,26 +147,48 @@ static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
         LOAD_ACC(3, x6, x7) LOAD_ACC(4, x8, x9) LOAD_ACC(5, x10, x11)                           \
         for (int64_t k = 0; k < k4; k++) {                                                      \
             const int8_t *bp = b + 64 * k;                                                      \
-            if (MR > 0) ROW7(a + 4 * k, x0, x1);                                                \
-            if (MR > 1) ROW7(a + lda + 4 * k, x2, x3);                                          \
-            if (MR > 2) ROW7(a + 2 * lda + 4 * k, x4, x5);                                      \
-            if (MR > 3) ROW7(a + 3 * lda + 4 * k, x6, x7);                                      \
-            if (MR > 4) ROW7(a + 4 * lda + 4 * k, x8, x9);                                      \
-            if (MR > 5) ROW7(a + 5 * lda + 4 * k, x10, x11);                                    \
+            if (MR > 0) ROW(a + 4 * k, x0, x1);                                                \
+            if (MR > 1) ROW(a + lda + 4 * k, x2, x3);                                          \
+            if (MR > 2) ROW(a + 2 * lda + 4 * k, x4, x5);                                      \
+            if (MR > 3) ROW(a + 3 * lda + 4 * k, x6, x7);                                      \
+            if (MR > 4) ROW(a + 4 * lda + 4 * k, x8, x9);                                      \
+            if (MR > 5) ROW(a + 5 * lda + 4 * k, x10, x11);                                    \
         }                                                                                       \
         STORE_ACC(0, x0, x1) STORE_ACC(1, x2, x3) STORE_ACC(2, x4, x5)                          \
         STORE_ACC(3, x6, x7) STORE_ACC(4, x8, x9) STORE_ACC(5, x10, x11)                        \
     }
-UKERNEL7(1)
-UKERNEL7(2)
-UKERNEL7(3)
-UKERNEL7(4)
-UKERNEL7(5)
-UKERNEL7(6)
+UKERNELQ(uk7, ROW7, 1)
+UKERNELQ(uk7, ROW7, 2)
+UKERNELQ(uk7, ROW7, 3)
+UKERNELQ(uk7, ROW7, 4)
+UKERNELQ(uk7, ROW7, 5)
+UKERNELQ(uk7, ROW7, 6)
+UKERNELQ(ukv, ROWV, 1)
+UKERNELQ(ukv, ROWV, 2)
+UKERNELQ(ukv, ROWV, 3)
+UKERNELQ(ukv, ROWV, 4)
+UKERNELQ(ukv, ROWV, 5)
+UKERNELQ(ukv, ROWV, 6)
 
 typedef void (*ukernel7_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, const int32_t *,
                             int32_t *);
 static const ukernel7_fn UK7[7] = {NULL, uk7_1, uk7_2, uk7_3, uk7_4, uk7_5, uk7_6};
+static const ukernel7_fn UKV[7] = {NULL, ukv_1, ukv_2, ukv_3, ukv_4, ukv_5, ukv_6};
+
+/* 1 when this CPU (and OS) runs AVX512-VNNI on ymm registers, unless EIGHTBIT_NO_VNNI is set
+ * (to measure or test the AVX2 kernels on a VNNI machine). Checked once. */
+int eb_has_vnni(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *off = getenv("EIGHTBIT_NO_VNNI");
+        __builtin_cpu_init();
+        v = (!off || !*off || *off == '0') && __builtin_cpu_supports("avx512vnni") &&
+            __builtin_cpu_supports("avx512vl");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 
 /* ---------------------------------------------------------------- epilogues */
 
@@ -292,6 +327,7 @@ typedef struct {
     const int8_t *packed;
     /* 7-bit path (quad != NULL): uint8 rows (m, lda8 bytes), k4 quads, column sums */
     const int8_t *quad;
+    const ukernel7_fn *ukq; /* UKV when VNNI runs here (exact for 8 bits too), else UK7 */
     uint8_t *a8;
     int64_t k4, lda8;
     const int32_t *colsum;
@@ -413,7 +449,7 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                         int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
                         int32_t *part =
                             partial + (((ir - ic) / EB_MR) * NCP + (jr - jc)) * (EB_MR * 16);
-                        UK7[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
+                        jb->ukq[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
                                 last ? tile : part);
                         if (last) {
                             for (int i = 0; i < mr; i++) {
@@ -504,6 +540,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     jb.panels = (n + 15) / 16;
     jb.packed = packed;
     jb.quad = quad;
+    jb.ukq = eb_has_vnni() ? UKV : UK7;
     jb.k4 = (k + 3) / 4;
     jb.lda8 = (jb.k4 * 4 + 63) & ~(int64_t)63;
     jb.colsum = (const int32_t *)(packed + ((n + 15) / 16) * jb.k2 * 32);
@@ -542,7 +579,8 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
 /* ---------------------------------------------------------------- exported entry points
  * GEMM entry points return 0, or -1 when scratch memory could not be allocated. quad: NULL, or
  * the weights in eb_pack_weight_quad's layout to take the 7-bit path; the caller guarantees that
- * every uint8 activation (after quantization and clamping, for float input) is <= 127. */
+ * every uint8 activation (after quantization and clamping, for float input) is <= 127, except
+ * for eb_linear_f32_static, which knows its activation range (see there). */
 
 /* Raw int32 GEMM: out (m, n) = a (m, k) u8 @ w.T, minus za * colsum when za != 0. */
 int eb_gemm_u8_i32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const int8_t *packed,
@@ -562,11 +600,13 @@ int eb_linear_u8_f32(const uint8_t *a, int32_t za, int64_t m, int64_t k, const i
 }
 
 /* Static linear, float input quantized on the fly with (scale, zp, [qmin, qmax]): out = float(acc) * fl(scale *
- * w_scale[n]) + bias[n]. */
+ * w_scale[n]) + bias[n]. quad (optional): taken when qmax <= 127, or with VNNI for M > 1 (whose
+ * quad kernel is exact for 8-bit activations); ignored otherwise. */
 int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                          int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
                          int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
+    if (qmax > 127 && !(m > 1 && eb_has_vnni())) quad = NULL;
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
     eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
     return eb_gemm(&in, m, k, packed, quad, n, &e, nthreads);
