@@ -7,6 +7,13 @@ import argparse
 from eightbit.cli.common import _write_outputs
 
 
+def _publish(args: argparse.Namespace, report: dict, markdown: str) -> int:
+    """Write the requested JSON / Markdown files and print the table."""
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
+
+
 def _bench_kernels(args: argparse.Namespace) -> int:
     from eightbit.bench.kernels import run_kernel_benchmark, to_markdown
 
@@ -16,10 +23,7 @@ def _bench_kernels(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=not args.quiet,
     )
-    markdown = to_markdown(report)
-    _write_outputs(args, report, markdown)
-    print(markdown, end="")
-    return 0
+    return _publish(args, report, to_markdown(report))
 
 
 def _bench_classify(args: argparse.Namespace) -> int:
@@ -36,7 +40,4 @@ def _bench_classify(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         progress=not args.quiet,
     )
-    markdown = to_markdown(report)
-    _write_outputs(args, report, markdown)
-    print(markdown, end="")
-    return 0
+    return _publish(args, report, to_markdown(report))

@@ -23,8 +23,9 @@ outputs as the 8-bit path, about 1.3x faster. Values above 127 are not checked a
 
 VNNI: on CPUs with AVX512-VNNI (and VL), the k-quad kernel multiplies with ``vpdpbusd``
 (u8 x s8 quads summed straight into int32, no saturating int16 step): 2 instructions per 32
-products, exact for full 8-bit activations, so the 7-bit path gets faster and the fused static
-fp32 linear (:func:`linear_static_fp32`, M > 1) takes the quad kernel for 8-bit activations too;
+products, exact for full 8-bit activations, so the 7-bit path gets faster and the fused float
+linears (:func:`linear_static_fp32`, :func:`linear_dynamic`; M > 1) take the quad kernel for
+8-bit activations too;
 same integer results as without it (``EIGHTBIT_NO_VNNI=1`` selects the AVX2 kernels).
 
 Exactness: the int32 accumulators are exact for ``K <= 66000``; ``quantize_u8`` and the per-row
@@ -156,7 +157,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_gemm_u8_i32": "pillpplpi",
     "eb_linear_u8_f32": "pillpplpppi",
     "eb_linear_f32_static": "pfiiillpplpppi",
-    "eb_linear_f32_dynamic": "pillpplpppppi",
+    "eb_linear_f32_dynamic": "piillpplpppppi",
     "eb_linear_u8_requant": "pillpplpppiiiipi",
     "eb_has_vnni": "",
 }
@@ -540,8 +541,9 @@ def linear_dynamic(
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
     out = torch.empty(m, n, dtype=torch.float32)
+    quad = packed._quad_or_null(seven_bit or (m > 1 and has_vnni()))
     status = _load().eb_linear_f32_dynamic(
-        pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit), n, ws, b,
+        pa, int(per_row), int(seven_bit), m, packed.k, packed.ptr, quad, n, ws, b,
         out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
     if status:

@@ -157,18 +157,11 @@ static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
         STORE_ACC(0, x0, x1) STORE_ACC(1, x2, x3) STORE_ACC(2, x4, x5)                          \
         STORE_ACC(3, x6, x7) STORE_ACC(4, x8, x9) STORE_ACC(5, x10, x11)                        \
     }
-UKERNELQ(uk7, ROW7, 1)
-UKERNELQ(uk7, ROW7, 2)
-UKERNELQ(uk7, ROW7, 3)
-UKERNELQ(uk7, ROW7, 4)
-UKERNELQ(uk7, ROW7, 5)
-UKERNELQ(uk7, ROW7, 6)
-UKERNELQ(ukv, ROWV, 1)
-UKERNELQ(ukv, ROWV, 2)
-UKERNELQ(ukv, ROWV, 3)
-UKERNELQ(ukv, ROWV, 4)
-UKERNELQ(ukv, ROWV, 5)
-UKERNELQ(ukv, ROWV, 6)
+#define UKERNELS_Q(NAME, ROW)                                                                   \
+    UKERNELQ(NAME, ROW, 1) UKERNELQ(NAME, ROW, 2) UKERNELQ(NAME, ROW, 3)                         \
+    UKERNELQ(NAME, ROW, 4) UKERNELQ(NAME, ROW, 5) UKERNELQ(NAME, ROW, 6)
+UKERNELS_Q(uk7, ROW7)
+UKERNELS_Q(ukv, ROWV)
 
 typedef void (*ukernel7_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, const int32_t *,
                             int32_t *);
@@ -613,8 +606,10 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
 }
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
- * are written to row_scale / row_zp (m,) unless those are NULL. */
-int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
+ * are written to row_scale / row_zp (m,) unless those are NULL. seven != 0: 7-bit activations
+ * (levels [0, 127], reduce_range), quad required; else 8-bit, and quad (optional) is taken with
+ * VNNI for M > 1 and ignored otherwise. */
+int eb_linear_f32_dynamic(const float *x, int per_row, int seven, int64_t m, int64_t k,
                           const int8_t *packed, const int8_t *quad, int64_t n,
                           const float *w_scale, const float *bias, float *out, float *row_scale,
                           int32_t *row_zp, int nthreads) {
@@ -624,8 +619,8 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
         if (!row_scale) row_scale = buf;
         row_zp = (int32_t *)(buf + m);
     }
-    /* quad != NULL: 7-bit activations, qparams for levels [0, 127] (reduce_range) */
-    int32_t qmax = quad ? 127 : 255;
+    if (!seven && !(m > 1 && eb_has_vnni())) quad = NULL;
+    int32_t qmax = seven ? 127 : 255;
     eb_input in = {
         per_row ? EB_IN_F32_ROW : EB_IN_F32_TENSOR, x, 0, 1.0f, 0, qmax, row_scale, row_zp};
     if (!per_row && m > 0) {
