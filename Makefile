@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-classify lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/eightbit bench kernels --json bench/results/kernels.json --markdown bench/results/kernels.md
+
+bench-classify: $(STAMP)
+	$(BIN)/eightbit bench classify --json bench/results/classify.json --markdown bench/results/classify.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

@@ -165,6 +165,18 @@ def test_linear_static_fp32_fuses_quantize():
     assert torch.equal(got7, native.linear_fp32_out(x_q7, 60, packed, out_scale, b))
 
 
+@pytest.mark.parametrize("w_val", [127, -127])
+def test_linear_static_fp32_exact_at_full_8bit_extremes(w_val):
+    """255 * 127 * 2 overflows an int16 pair: the fused static linear must stay exact for full
+    8-bit activations on whichever kernel runs (vpmaddwd pairs, or the VNNI quad kernel), also
+    across K blocks."""
+    m, k, n = 9, 1100, 20
+    x = torch.full((m, k), 255.0)
+    packed = native.pack_weight(torch.full((n, k), w_val, dtype=torch.int8))
+    got = native.linear_static_fp32(x, 1.0, 0, packed, torch.ones(n))
+    assert torch.equal(got, torch.full((m, n), float(255 * w_val * k)))
+
+
 # ---------------------------------------------------------------------------- requantization
 
 

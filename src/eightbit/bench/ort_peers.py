@@ -12,8 +12,17 @@ from collections.abc import Callable
 import numpy as np
 
 
-def _session(nodes: list, inputs: list, outputs: list, initializers: list, threads: int):
+def ort_session(model: bytes | str, threads: int):
+    """A CPU ``InferenceSession`` on ``threads`` intra-op threads (``model``: bytes or a path)."""
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _session(nodes: list, inputs: list, outputs: list, initializers: list, threads: int):
     from onnx import helper
 
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
@@ -22,12 +31,7 @@ def _session(nodes: list, inputs: list, outputs: list, initializers: list, threa
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
         ir_version=9,
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return ort_session(model.SerializeToString(), threads)
 
 
 def ort_linear(

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from eightbit.cli.bench import _bench_kernels
+from eightbit.cli.bench import _bench_classify, _bench_kernels
 from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetune
 from eightbit.cli.common import (
     DEFAULT_MODEL,
@@ -178,6 +178,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--markdown", help="write the results table as Markdown to this file")
     p.set_defaults(handler=_bench_ray)
+
+    from eightbit.bench.classify import BATCHES, DEFAULT_METHOD, MODELS, SEQ_LEN
+
+    p = bench_commands.add_parser(
+        "classify", help="BERT classifiers: torch FP32, eightbit INT8, ONNX Runtime FP32/INT8"
+    )
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="models to time"
+    )
+    p.add_argument("--batch", type=int, nargs="+", default=list(BATCHES), help="batch sizes")
+    p.add_argument("--seq-len", type=int, default=SEQ_LEN, help=f"tokens (default {SEQ_LEN})")
+    p.add_argument(
+        "--calibration-batches", type=int, default=2, help="random calibration batches (default 2)"
+    )
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=[m for m in ALL_METHODS if m != "dynamic"],
+        metavar="METHOD",
+        help=f"calibration method of the static rows (default {DEFAULT_METHOD})",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per engine (default 5)")
+    _add_common_model_options(p, beam=False)
+    p.set_defaults(handler=_bench_classify)
     return parser
 
 

@@ -7,6 +7,13 @@ import argparse
 from eightbit.cli.common import _write_outputs
 
 
+def _publish(args: argparse.Namespace, report: dict, markdown: str) -> int:
+    """Write the requested JSON / Markdown files and print the table."""
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
+
+
 def _bench_kernels(args: argparse.Namespace) -> int:
     from eightbit.bench.kernels import run_kernel_benchmark, to_markdown
 
@@ -16,7 +23,21 @@ def _bench_kernels(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=not args.quiet,
     )
-    markdown = to_markdown(report)
-    _write_outputs(args, report, markdown)
-    print(markdown, end="")
-    return 0
+    return _publish(args, report, to_markdown(report))
+
+
+def _bench_classify(args: argparse.Namespace) -> int:
+    from eightbit.bench.classify import run_classify_benchmark, to_markdown
+
+    report = run_classify_benchmark(
+        models=args.models,
+        batches=tuple(args.batch),
+        seq_len=args.seq_len,
+        threads=args.threads,
+        backend=args.backend,
+        method=args.method,
+        calibration_batches=args.calibration_batches,
+        repeats=args.repeats,
+        progress=not args.quiet,
+    )
+    return _publish(args, report, to_markdown(report))
