@@ -8,22 +8,22 @@ the batch.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from eightbit.engine import decoder
-from eightbit.engine.plan import UnsupportedModelError, plan_for
+from eightbit.engine.plan import DecoderPlan, UnsupportedModelError, build_plan
 from eightbit.engine.search import beam_search, greedy
 
-__all__ = ["UnsupportedModelError", "generate"]
+__all__ = ["DecoderPlan", "UnsupportedModelError", "build_plan", "generate"]
 
 
-def generate(model: Any, batch: dict[str, Tensor], beam: int, max_new_tokens: int) -> Tensor:
+def generate(plan: DecoderPlan, batch: dict[str, Tensor], beam: int, max_new_tokens: int) -> Tensor:
     """Token ids (batch, 1 + generated) for one encoded batch, like ``model.generate`` with
-    ``num_beams=beam``, ``early_stopping=True`` and no forced end-of-sentence."""
-    plan = plan_for(model)
+    ``num_beams=beam``, ``early_stopping=True`` and no forced end-of-sentence.
+
+    ``plan``: :func:`build_plan` of the model (built once, reused for every batch).
+    """
     with torch.inference_mode():
         states = decoder.encode(plan, batch["input_ids"], batch["attention_mask"])
         if beam == 1:

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from eightbit.engine.fuse import fuse_linears
@@ -108,7 +107,10 @@ def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
 
 
 def build_plan(model: Any) -> DecoderPlan:
-    """The decoder plan of a ``MarianMTModel`` (FP32 or eightbit INT8)."""
+    """The decoder plan of a ``MarianMTModel`` (FP32 or eightbit INT8).
+
+    Fused layers hold copies of the weights: rebuild the plan after changing the model.
+    """
     _check_supported(model)
     config = model.config
     decoder = model.get_decoder()
@@ -118,7 +120,7 @@ def build_plan(model: Any) -> DecoderPlan:
         embed_tokens=decoder.embed_tokens,
         embed_scale=math.sqrt(d_model) if config.scale_embedding else 1.0,
         positions=decoder.embed_positions.weight.detach(),
-        layers=tuple(_layer_plan(layer) for layer in decoder.layers),
+        layers=tuple(_layer_plan(layer) for layer in decoder.layers),  # copies weights
         lm_head=model.lm_head,
         logits_bias=model.final_logits_bias.detach().reshape(-1).float(),
         heads=config.decoder_attention_heads,
@@ -128,14 +130,3 @@ def build_plan(model: Any) -> DecoderPlan:
         pad_token=config.pad_token_id,
         suppressed_tokens=_suppressed_tokens(model),
     )
-
-
-def plan_for(model: Any) -> DecoderPlan:
-    """:func:`build_plan`, cached on the model (rebuilt if its modules were swapped since)."""
-    cached: DecoderPlan | None = getattr(model, "_eightbit_decoder_plan", None)
-    if cached is not None and cached.lm_head is model.lm_head:
-        return cached
-    with torch.inference_mode(False), torch.no_grad():
-        plan = build_plan(model)
-    object.__setattr__(model, "_eightbit_decoder_plan", plan)
-    return plan
