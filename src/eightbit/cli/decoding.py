@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eightbit.cli.common import UsageError
 from eightbit.models.marian import ENGINES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -19,16 +28,19 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--batch-tokens",
-        type=int,
+        type=_positive_int,
         default=4096,
         help="token budget per batch (sentences x longest length; default 4096)",
     )
     p.add_argument(
-        "--max-sentences", type=int, default=64, help="sentences per batch at most (default 64)"
+        "--max-sentences",
+        type=_positive_int,
+        default=64,
+        help="sentences per batch at most (default 64)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         default=1,
         help="parallel decoding workers sharing the threads (default 1)",
     )
@@ -36,10 +48,6 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
 
 def decoding_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``translate()`` keyword arguments the options above stand for."""
-    for name in ("batch_tokens", "max_sentences", "workers"):
-        if getattr(args, name) < 1:
-            option = "--" + name.replace("_", "-")
-            raise UsageError(f"{option}: expected a positive integer, got {getattr(args, name)}")
     return {
         "engine": args.engine,
         "batch_tokens": args.batch_tokens,
