@@ -3,30 +3,20 @@
 import pytest
 import torch
 
-from eightbit.models.marian_build import MarianArchitecture, build_model
+from tests.helpers import tiny_marian
 
-VOCAB = 50
+VOCAB = 64
 PAD = VOCAB - 1
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    arch = MarianArchitecture(
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        attention_heads=4,
-        ffn_dim=64,
-        max_positions=48,
-        dropout=0.0,
-    )
-    model = build_model(VOCAB, arch).eval()
+    model = tiny_marian()
+    model.generation_config.bad_words_ids = [[PAD]]  # as the shipped model: never emit padding
     with torch.no_grad():  # sharper logits than the init's: distinct choices, some early EOS
         for name, weight in model.named_parameters():
             if "shared" in name or "proj" in name or "fc" in name:
                 weight.mul_(10.0)
-    model.generation_config.bad_words_ids = [[PAD]]  # as the shipped model: never emit padding
     return model
 
 

@@ -33,6 +33,7 @@ class DecoderLayerPlan:
     cross_out: nn.Module
     cross_norm: nn.LayerNorm
     fc1: nn.Module
+    activation: nn.Module  # the model's own (ReLU for Marian)
     fc2: nn.Module
     final_norm: nn.LayerNorm
 
@@ -77,10 +78,6 @@ def _check_supported(model: nn.Module) -> None:
         raise UnsupportedModelError(
             f"the eightbit engine runs Marian models, got model_type {config.model_type!r}"
         )
-    if config.activation_function != "relu" or config.decoder_attention_heads <= 0:
-        raise UnsupportedModelError(
-            f"the eightbit engine needs a ReLU feed-forward, got {config.activation_function!r}"
-        )
     generation = getattr(model, "generation_config", None)
     for name, neutral in (("repetition_penalty", 1.0), ("no_repeat_ngram_size", 0)):
         if getattr(generation, name, neutral) not in (None, neutral):
@@ -101,6 +98,7 @@ def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
         cross_out=cross.out_proj,
         cross_norm=layer.encoder_attn_layer_norm,
         fc1=layer.fc1,
+        activation=layer.activation_fn,
         fc2=layer.fc2,
         final_norm=layer.final_layer_norm,
     )
