@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from eightbit.engine.fuse import fuse_linears
 from eightbit.errors import EightbitError
+from eightbit.nn import QuantLinear
 
 
 class UnsupportedModelError(EightbitError):
@@ -55,6 +56,9 @@ class DecoderPlan:
     eos_token: int
     pad_token: int
     suppressed_tokens: tuple[int, ...]  # never generated (generation_config.bad_words_ids)
+    # False when a row's result depends on the other rows (per-tensor dynamic INT8 measures one
+    # range over the whole batch): then finished sentences stay in the batch, as in `generate`
+    rows_independent: bool
 
     @property
     def head_dim(self) -> int:
@@ -85,6 +89,13 @@ def _check_supported(model: nn.Module) -> None:
                 f"generation_config.{name} is set; the eightbit engine does not implement it "
                 "(use engine='hf')"
             )
+
+
+def _rows_independent(model: nn.Module) -> bool:
+    return not any(
+        isinstance(m, QuantLinear) and m.mode == "dynamic" and not m.per_token
+        for m in model.modules()
+    )
 
 
 def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
@@ -127,4 +138,5 @@ def build_plan(model: Any) -> DecoderPlan:
         eos_token=config.eos_token_id,
         pad_token=config.pad_token_id,
         suppressed_tokens=_suppressed_tokens(model),
+        rows_independent=_rows_independent(model),
     )

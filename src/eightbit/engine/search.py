@@ -4,7 +4,8 @@ Beam search follows ``transformers`` (v5) for encoder-decoder models exactly: to
 continuations of all beams, finished hypotheses scored ``sum log p / generated_len **
 length_penalty``, ``early_stopping=True`` (a sentence is done once it has ``beams`` finished
 hypotheses), the length limit finishes every beam, and no forced end-of-sentence. Sentences
-that are done leave the batch, so later steps compute only the rest.
+that are done leave the batch, so later steps compute only the rest (unless the model's rows
+depend on each other, as with per-tensor dynamic INT8: then they stay, as in ``generate``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def greedy(
     compact_fraction: float = 0.75,
 ) -> Tensor:
     """Token ids (batch, 1 + generated); rows done are padded. Finished rows are dropped from
-    the batch once at most ``compact_fraction`` of the rows still run (fewer gathers)."""
+    the batch once at most ``compact_fraction`` of the rows still run (fewer gathers), unless
+    rows depend on each other (``plan.rows_independent``)."""
     batch = encoder_states.shape[0]
     out = torch.full((batch, max_new_tokens + 1), plan.pad_token, dtype=torch.long)
     out[:, 0] = plan.start_token
@@ -58,7 +60,7 @@ def greedy(
         alive = int(running.sum())
         if alive == 0:
             break
-        if alive <= compact_fraction * running.shape[0]:
+        if plan.rows_independent and alive <= compact_fraction * running.shape[0]:
             keep = running.nonzero().squeeze(1)
             cache.keep(keep)
             origin, tokens, running = origin[keep], tokens[keep], running[keep]
@@ -163,7 +165,7 @@ def beam_search(
         done = state.finished.all(-1) | ~state.improvable.squeeze(1)
         if last or bool(done.all()):
             break
-        if bool(done.any()):
+        if plan.rows_independent and bool(done.any()):
             out[state.origin[done]] = state.finished_seq[done, 0]
             still = (~done).nonzero().squeeze(1)
             state.select(still)
