@@ -17,6 +17,7 @@ from eightbit.cli.common import (
     METHOD_HELP,
     _add_common_model_options,
 )
+from eightbit.cli.decoding import add_decoding_options
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
 from eightbit.cli.ray import _add_ray_options, _bench_ray
 from eightbit.errors import EightbitError
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without changing the FP32 function (shows the min/max failure; try 300)",
     )
     _add_common_model_options(p)
+    add_decoding_options(p)
     _add_finetune_options(p)
     p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")
     p.add_argument(
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="write translations here (default: stdout)")
     _add_common_model_options(p)
+    add_decoding_options(p)
     _add_ray_options(p)
     p.set_defaults(handler=_translate)
 
@@ -143,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference translations, one per line")
     p.add_argument("--json", help="write the scores as JSON to this file")
     _add_common_model_options(p)
+    add_decoding_options(p)
     _add_ray_options(p)
     p.set_defaults(handler=_evaluate)
 
