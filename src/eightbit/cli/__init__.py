@@ -15,7 +15,10 @@ from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetu
 from eightbit.cli.common import (
     DEFAULT_MODEL,
     METHOD_HELP,
+    Parser,
     _add_common_model_options,
+    add_config_options,
+    add_quiet_everywhere,
 )
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
 from eightbit.errors import EightbitError
@@ -34,11 +37,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="eightbit",
         description="Quantize FP32 Transformer models to INT8; evaluate and benchmark them.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from eightbit.data.classification import TASKS
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the JSON report to this file")
     p.add_argument(
         "--plant-outliers",
+        "--outlier-scale",
+        dest="plant_outliers",
         type=float,
         default=None,
         metavar="SCALE",
@@ -121,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
     p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
     _add_common_model_options(p, beam=False)
+    from eightbit.config import QuantConfig
+
+    add_config_options(p, QuantConfig, skip=("method", "backend"))
     p.set_defaults(handler=_quantize)
 
     p = commands.add_parser("translate", help="translate a file (or stdin) line by line")
@@ -158,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_kernels)
+    add_quiet_everywhere(parser)
     return parser
 
 
@@ -170,11 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.quiet or not sys.stderr.isatty():
+        from eightbit.progress import hide_library_bars
+
+        hide_library_bars()
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (EightbitError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except EightbitError as err:
         print(f"eightbit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the user named that the system refused
+        where = f"{err.filename}: " if err.filename else ""
+        reason = " ".join(str(err.strerror or err).split())
+        print(f"eightbit: error: {where}{reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("eightbit: interrupted", file=sys.stderr)
