@@ -231,3 +231,21 @@ def test_config_that_does_not_match_the_weights(capsys, damaged, text_file):
 def test_corrupt_tokenizer_file(capsys, damaged, text_file):
     (damaged / "source.spm").write_bytes(b"garbage")
     fails(["translate", str(damaged), str(text_file)], capsys, "cannot load the tokenizer")
+
+
+def test_damaged_model_without_quiet_is_still_one_line_in_a_subprocess(damaged, text_file):
+    """The real process, not quiet, stderr a pipe: no library bar or log joins the error line."""
+    import subprocess
+    import sys
+
+    weights = damaged / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-10])
+    result = subprocess.run(
+        [sys.executable, "-m", "eightbit.cli", "translate", str(damaged), str(text_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.safetensors" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
