@@ -91,3 +91,19 @@ def tiny_bert():
         num_labels=3,
     )
     return BertForSequenceClassification(config).eval()
+
+
+def tiny_marian_architecture(**changes):
+    """A one-layer MarianArchitecture for :func:`eightbit.models.marian_build.build_model`."""
+    from eightbit.models.marian_build import MarianArchitecture
+
+    tiny = {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "attention_heads": 2,
+        "ffn_dim": 64,
+        "max_positions": 64,
+        "dropout": 0.0,
+    }
+    return MarianArchitecture(**{**tiny, **changes})

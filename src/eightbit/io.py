@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from eightbit.config import QATConfig, QuantConfig
-from eightbit.errors import EightbitError
+from eightbit.errors import ModelFormatError
+from eightbit.io_checks import (
+    check_config_sizes,
+    check_fits,
+    check_metadata_fields,
+    check_module_record,
+    check_skeleton_size,
+    config_from_record,
+    read_checked_tensors,
+)
+from eightbit.kernels import backend_names
 from eightbit.nn import QuantEmbedding, QuantLinear
 
 FORMAT_NAME = "eightbit-int8"
@@ -36,9 +44,17 @@ FORMAT_VERSION = 1
 METADATA_FILE = "eightbit.json"
 WEIGHTS_FILE = "model.safetensors"
 
-
-class ModelFormatError(EightbitError):
-    """A saved model directory is missing, corrupt, foreign or of an unsupported version."""
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "METADATA_FILE",
+    "WEIGHTS_FILE",
+    "ModelFormatError",
+    "check_save_target",
+    "load",
+    "read_metadata",
+    "save",
+]
 
 
 def _module_record(module: nn.Module) -> dict[str, Any] | None:
@@ -97,6 +113,18 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     return tensors, aliases
 
 
+def check_save_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` if :func:`save` may write there: new, empty, or an eightbit model already."""
+    target = Path(path)
+    if target.exists() and (
+        not target.is_dir() or (any(target.iterdir()) and not (target / METADATA_FILE).exists())
+    ):
+        raise ModelFormatError(
+            f"{target}: exists and is not an eightbit model directory; refusing to overwrite it"
+        )
+    return target
+
+
 def save(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -111,13 +139,7 @@ def save(
     ``derived``: glob patterns of state-dict keys the architecture rebuilds by itself (e.g.
     sinusoidal position tables); they are not stored.
     """
-    target = Path(path)
-    if target.exists() and (
-        not target.is_dir() or (any(target.iterdir()) and not (target / METADATA_FILE).exists())
-    ):
-        raise ModelFormatError(
-            f"{target}: exists and is not an eightbit model directory; refusing to overwrite it"
-        )
+    target = check_save_target(path)
     modules = {name: rec for name, m in model.named_modules() if (rec := _module_record(m))}
     state = {
         k: v
@@ -173,28 +195,38 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not meta_path.is_file():
         raise ModelFormatError(f"{meta_path}: missing; expected an eightbit model directory")
     try:
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        metadata = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ModelFormatError(f"{meta_path}: cannot be read ({err.strerror})") from None
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, absurd nesting
         raise ModelFormatError(f"{meta_path}: not valid JSON ({err})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{meta_path}: not an {FORMAT_NAME} metadata file")
-    if metadata.get("format_version") != FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ModelFormatError(
-            f"{meta_path}: format_version {metadata.get('format_version')!r} "
-            f"is not supported; expected {FORMAT_VERSION}"
+            f"{meta_path}: format_version {version!r} is not supported; expected {FORMAT_VERSION}"
         )
-    for key, kind in (
-        ("architecture", dict),
-        ("modules", dict),
-        ("tensors", dict),
-        ("aliases", dict),
-    ):
-        if not isinstance(metadata.get(key), kind):
-            raise ModelFormatError(f"{meta_path}: field {key!r} missing or not a {kind.__name__}")
+    check_metadata_fields(metadata, str(meta_path))
     return metadata
 
 
-def _build_architecture(arch: dict[str, Any], model: nn.Module | None, where: Path) -> nn.Module:
+def _construct(cls: type[nn.Module], config: dict[str, Any], device: str, where: Path) -> nn.Module:
+    import transformers
+
+    try:
+        with torch.device(device):
+            return cls(transformers.AutoConfig.for_model(**config))
+    # the config is untrusted input to third-party code: whatever it raises means "invalid"
+    except Exception as err:
+        raise ModelFormatError(
+            f"{where}: invalid model config ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _build_architecture(
+    arch: dict[str, Any], model: nn.Module | None, where: Path, tensors: dict[str, torch.Tensor]
+) -> nn.Module:
     if model is not None:
         return model
     if arch.get("library") != "transformers":
@@ -204,37 +236,32 @@ def _build_architecture(arch: dict[str, Any], model: nn.Module | None, where: Pa
         )
     import transformers  # heavy: only when a transformers model is loaded
 
-    cls = getattr(transformers, str(arch.get("class")), None)
+    name, config = arch.get("class"), arch.get("config")
+    cls = getattr(transformers, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-        raise ModelFormatError(f"{where}: unknown transformers class {arch.get('class')!r}")
-    try:
-        config = transformers.AutoConfig.for_model(**arch["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFormatError(f"{where}: invalid model config ({err})") from None
-    return cls(config)
+        raise ModelFormatError(f"{where}: unknown transformers class {name!r}")
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{where}: architecture config missing or not an object")
+    check_config_sizes(config, tensors, str(where))
+    check_skeleton_size(_construct(cls, config, "meta", where), tensors, str(where))
+    return _construct(cls, config, "cpu", where)
 
 
-def _rebuild_module(record: dict[str, Any], where: str) -> nn.Module:
-    try:
-        if record["type"] == "QuantLinear":
-            module = QuantLinear(
-                int(record["in_features"]),
-                int(record["out_features"]),
-                mode=record["mode"],
-                has_bias=bool(record["has_bias"]),
-                per_token=bool(record["per_token"]),
-                has_output_qparams=bool(record["has_output_qparams"]),
-                backend=str(record["backend"]),
-            )
-            module.activation = record.get("activation", "none")
-            return module
-        if record["type"] == "QuantEmbedding":
-            return QuantEmbedding(
-                int(record["num_embeddings"]), int(record["embedding_dim"]), record["padding_idx"]
-            )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFormatError(f"{where}: invalid module record ({err})") from None
-    raise ModelFormatError(f"{where}: unknown module type {record.get('type')!r}")
+def _rebuild_module(record: dict[str, Any]) -> nn.Module:
+    """A module from a record :func:`check_module_record` has validated."""
+    if record["type"] == "QuantLinear":
+        module = QuantLinear(
+            record["in_features"],
+            record["out_features"],
+            mode=record["mode"],
+            has_bias=record["has_bias"],
+            per_token=record["per_token"],
+            has_output_qparams=record["has_output_qparams"],
+            backend=record["backend"],
+        )
+        module.activation = record["activation"]
+        return module
+    return QuantEmbedding(record["num_embeddings"], record["embedding_dim"], record["padding_idx"])
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module, where: Path) -> None:
@@ -242,88 +269,44 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module, where: Path) 
     try:
         parent = model.get_submodule(parent_name) if parent_name else model
     except AttributeError:
-        raise ModelFormatError(
-            f"{where}: module {name!r} does not exist in the architecture"
-        ) from None
-    if not hasattr(parent, child):
+        parent = None
+    if parent is None or child not in parent._modules:
         raise ModelFormatError(f"{where}: module {name!r} does not exist in the architecture")
     setattr(parent, child, module)
 
 
-def _read_tensors(weights: Path, metadata: dict[str, Any]) -> dict[str, torch.Tensor]:
-    if not weights.is_file():
-        raise ModelFormatError(f"{weights}: missing")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFormatError(f"{weights}: not a readable safetensors file ({err})") from None
-    expected = metadata["tensors"]
-    if set(tensors) != set(expected):
-        missing = sorted(set(expected) - set(tensors))[:5]
-        unexpected = sorted(set(tensors) - set(expected))[:5]
-        raise ModelFormatError(
-            f"{weights}: tensors do not match metadata (missing {missing}, unexpected {unexpected})"
-        )
-    for name, tensor in tensors.items():
-        spec = expected[name]
-        if (
-            not isinstance(spec, dict)
-            or str(tensor.dtype).removeprefix("torch.") != spec.get("dtype")
-            or list(tensor.shape) != spec.get("shape")
-        ):
-            raise ModelFormatError(
-                f"{weights}: tensor {name!r} is {tensor.dtype} "
-                f"{list(tensor.shape)}, metadata says {spec}"
-            )
-    for alias, source in metadata["aliases"].items():
-        if source not in tensors:
-            raise ModelFormatError(f"{weights}: alias {alias!r} points to missing {source!r}")
-        tensors[alias] = tensors[source]
-    return tensors
-
-
 def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
     """Load a model saved by :func:`save`; ``model`` is the float architecture for plain torch
-    models (transformers models are rebuilt from the metadata). Raises :class:`ModelFormatError`.
+    models (transformers models are rebuilt from the metadata).
+
+    Never executes code from the files. Any problem with them (missing, truncated, corrupt,
+    foreign, other format version, a config that does not match the weights) raises
+    :class:`ModelFormatError` with a one-line message, and nothing else.
     """
     directory = Path(path)
     metadata = read_metadata(directory)
-    skeleton = _build_architecture(metadata["architecture"], model, directory)
+    tensors = read_checked_tensors(directory / WEIGHTS_FILE, metadata, FORMAT_NAME)
+    skeleton = _build_architecture(metadata["architecture"], model, directory, tensors)
+    backends = backend_names()
     for name, record in metadata["modules"].items():
-        if not isinstance(record, dict):
-            raise ModelFormatError(f"{directory}: module record {name!r} is not an object")
-        _set_submodule(skeleton, name, _rebuild_module(record, f"{directory}:{name}"), directory)
-    tensors = _read_tensors(directory / WEIGHTS_FILE, metadata)
-    state = skeleton.state_dict()
-    for name, tensor in tensors.items():
-        if name in state and (
-            state[name].shape != tensor.shape or state[name].dtype != tensor.dtype
-        ):
-            raise ModelFormatError(
-                f"{directory}: tensor {name!r} is {tensor.dtype} "
-                f"{list(tensor.shape)}, the architecture expects "
-                f"{state[name].dtype} {list(state[name].shape)}"
-            )
-    result = skeleton.load_state_dict(tensors, strict=False, assign=True)
+        check_module_record(name, record, tensors, backends, str(directory))
+        _set_submodule(skeleton, name, _rebuild_module(record), directory)
+    check_fits(skeleton, tensors, directory)
+    try:
+        result = skeleton.load_state_dict(tensors, strict=False, assign=True)
+    except RuntimeError as err:
+        raise ModelFormatError(
+            f"{directory}: weights do not fit the architecture ({err})"
+        ) from None
     derived = metadata.get("derived", [])
     missing = [
-        k for k in result.missing_keys if not any(fnmatch.fnmatchcase(k, str(p)) for p in derived)
+        k for k in result.missing_keys if not any(fnmatch.fnmatchcase(k, p) for p in derived)
     ]
     if missing or result.unexpected_keys:
         raise ModelFormatError(
             f"{directory}: weights do not fit the architecture (missing "
             f"{missing[:5]}, unexpected {result.unexpected_keys[:5]})"
         )
-    skeleton._eightbit_config = _config_from_metadata(metadata.get("quantization", {}))
+    skeleton._eightbit_config = config_from_record(metadata.get("quantization", {}), directory)
     skeleton.eval()
     return skeleton
-
-
-def _config_from_metadata(record: dict[str, Any]) -> QuantConfig | QATConfig | None:
-    kinds = {"QuantConfig": QuantConfig, "QATConfig": QATConfig}
-    cls = kinds.get(record.get("kind", ""))
-    if cls is None:
-        return None
-    fields = {f.name for f in dataclasses.fields(cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
-    return cls(**values)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -21,3 +23,16 @@ def progress(
     return tqdm(
         iterable, desc=desc, unit=unit, total=total, leave=False, disable=None if enabled else True
     )
+
+
+def hide_library_bars() -> None:
+    """Hide the bars Hugging Face libraries draw on their own (e.g. "Loading weights").
+
+    They ignore our ``enabled`` switch and draw even off a terminal, where they would bury the
+    one-line error of a failed command. Affects the whole process (the CLI calls it once).
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()

@@ -15,7 +15,10 @@ from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetu
 from eightbit.cli.common import (
     DEFAULT_MODEL,
     METHOD_HELP,
+    Parser,
     _add_common_model_options,
+    add_config_options,
+    add_quiet_everywhere,
 )
 from eightbit.cli.decoding import add_decoding_options
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
@@ -36,11 +39,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="eightbit",
         description="Quantize FP32 Transformer models to INT8; evaluate and benchmark them.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from eightbit.data.classification import TASKS
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the JSON report to this file")
     p.add_argument(
         "--plant-outliers",
+        "--outlier-scale",
+        dest="plant_outliers",
         type=float,
         default=None,
         metavar="SCALE",
@@ -124,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
     p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
     _add_common_model_options(p, beam=False)
+    from eightbit.config import QuantConfig
+
+    add_config_options(p, QuantConfig, skip=("method", "backend"))
     p.set_defaults(handler=_quantize)
 
     p = commands.add_parser("translate", help="translate a file (or stdin) line by line")
@@ -209,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per engine (default 5)")
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_classify)
+    add_quiet_everywhere(parser)
     return parser
 
 
@@ -221,11 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.quiet or not sys.stderr.isatty():
+        from eightbit.progress import hide_library_bars
+
+        hide_library_bars()
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (EightbitError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except EightbitError as err:
         print(f"eightbit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the user named that the system refused
+        where = f"{err.filename}: " if err.filename else ""
+        reason = " ".join(str(err.strerror or err).split())
+        print(f"eightbit: error: {where}{reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("eightbit: interrupted", file=sys.stderr)

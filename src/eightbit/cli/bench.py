@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eightbit.cli.common import _write_outputs
+from eightbit.cli.common import _check_output_file, _write_outputs
 
 
 def _publish(args: argparse.Namespace, report: dict, markdown: str) -> int:
@@ -17,6 +17,8 @@ def _publish(args: argparse.Namespace, report: dict, markdown: str) -> int:
 def _bench_kernels(args: argparse.Namespace) -> int:
     from eightbit.bench.kernels import run_kernel_benchmark, to_markdown
 
+    _check_output_file(args.json)
+    _check_output_file(args.markdown)
     report = run_kernel_benchmark(
         m_values=tuple(args.m),
         threads=args.threads,

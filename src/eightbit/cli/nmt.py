@@ -8,13 +8,20 @@ import sys
 from pathlib import Path
 
 from eightbit.atomic import write_text_atomic
-from eightbit.cli.common import UsageError, _read_lines, _write_outputs
+from eightbit.cli.common import (
+    UsageError,
+    _check_output_file,
+    _read_lines,
+    _write_outputs,
+    config_from_args,
+)
 from eightbit.cli.decoding import decoding_options
 from eightbit.cli.ray import _translate_file_on_ray, _translate_on_ray
 
 
 def _quantize(args: argparse.Namespace) -> int:
     from eightbit.config import DYNAMIC, QuantConfig
+    from eightbit.io import check_save_target
     from eightbit.models.marian import (
         calibration_batches,
         calibration_run,
@@ -25,8 +32,9 @@ def _quantize(args: argparse.Namespace) -> int:
 
     if Path(args.output).resolve() == Path(args.model).resolve():
         raise UsageError(f"{args.output}: is the input model; choose another output directory")
+    check_save_target(args.output)  # before the slow part, not after it
     model, tokenizer = load_marian(args.model)
-    config = QuantConfig(method=args.method, backend=args.backend)
+    config = config_from_args(QuantConfig, args)
     calib = None
     if args.method != DYNAMIC:
         if args.calibration_file:
@@ -47,21 +55,17 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from eightbit.models.marian import load_translation_model, translate, translation_text
+    from eightbit.models.marian import load_translation_model, translate_lines
 
+    _check_output_file(args.output, args.input)
     if args.ray is not None:
         return _translate_file_on_ray(args, _read_lines(args.input))
     model, tokenizer = load_translation_model(args.model)
     lines = _read_lines(args.input)
-    outputs = translate(
-        model,
-        tokenizer,
-        [line for line in lines if line],
-        beam=args.beam,
-        progress=not args.quiet,
-        **decoding_options(args),
+    outputs = translate_lines(
+        model, tokenizer, lines, beam=args.beam, progress=not args.quiet, **decoding_options(args)
     )
-    text = translation_text(lines, outputs)
+    text = "".join(output.text + "\n" for output in outputs)
     if args.output:
         write_text_atomic(args.output, text)
     else:
@@ -71,8 +75,9 @@ def _translate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from eightbit.evaluate.metrics import translation_scores
-    from eightbit.models.marian import load_translation_model, translate
+    from eightbit.models.marian import load_translation_model, translate_lines
 
+    _check_output_file(args.json, args.source, args.reference)
     sources, references = _read_lines(args.source), _read_lines(args.reference)
     if len(sources) != len(references):
         raise UsageError(
@@ -85,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         outputs = _translate_on_ray(args, sources)
     else:
         model, tokenizer = load_translation_model(args.model)
-        outputs = translate(
+        outputs = translate_lines(
             model, tokenizer, sources, beam=args.beam, progress=not args.quiet,
             **decoding_options(args),
         )  # fmt: skip

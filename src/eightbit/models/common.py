@@ -25,6 +25,16 @@ class ModelLoadError(EightbitError):
     """A checkpoint directory is missing files or does not hold the expected model family."""
 
 
+def check_tokenizer_fits(tokenizer: Any, model: nn.Module, directory: Path) -> None:
+    """Refuse a tokenizer that can produce ids the model's embedding table does not have."""
+    vocab_size = getattr(model.config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ModelLoadError(
+            f"{directory}: tokenizer has {len(tokenizer)} tokens, the model "
+            f"only {vocab_size}; they do not belong together"
+        )
+
+
 def load_quantized_with_tokenizer(directory: Path, tokenizer_class: Any) -> tuple[nn.Module, Any]:
     """An eightbit INT8 directory (:func:`eightbit.load`) and the tokenizer saved beside it."""
     from eightbit.io import load
@@ -32,8 +42,9 @@ def load_quantized_with_tokenizer(directory: Path, tokenizer_class: Any) -> tupl
     model = load(directory)
     try:
         tokenizer = tokenizer_class.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a corrupt .spm file
         raise ModelLoadError(f"{directory}: cannot load the tokenizer ({err})") from None
+    check_tokenizer_fits(tokenizer, model, directory)
     return model, tokenizer
 
 

@@ -22,6 +22,7 @@ from eightbit.data.parallel import map_in_workers
 from eightbit.errors import EightbitError
 from eightbit.models.common import (
     ModelLoadError,
+    check_tokenizer_fits,
     encode_batch,
     load_quantized_with_tokenizer,
     save_with_tokenizer,
@@ -56,13 +57,9 @@ def load_marian(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
     try:
         tokenizer = MarianTokenizer.from_pretrained(str(directory), local_files_only=True)
         model = MarianMTModel.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a corrupt .spm file
         raise ModelLoadError(f"{directory}: cannot load the model ({err})") from None
-    if len(tokenizer) > model.config.vocab_size:
-        raise ModelLoadError(
-            f"{directory}: tokenizer has {len(tokenizer)} tokens, the model "
-            f"only {model.config.vocab_size}; they do not belong together"
-        )
+    check_tokenizer_fits(tokenizer, model, directory)
     return model.eval(), tokenizer
 
 
@@ -182,6 +179,33 @@ def translate(
         hit = [not bool((row[1:] == eos).any()) for row in ids]
         outputs.append([Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)])
     return restore_order(batches, outputs)
+
+
+def translate_lines(
+    model: nn.Module, tokenizer: Any, lines: Sequence[str], **options: Any
+) -> list[Translation]:
+    """Translate the lines of a file: one output per line, an empty line stays empty.
+    ``options`` go to :func:`translate` (beam, batching, engine, workers, progress).
+
+    A line longer than the model's positions is truncated to fit, with a warning naming its
+    (1-based) line number; its translation covers only the part the model could read.
+    """
+    max_positions = model.config.max_position_embeddings
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line]
+    if numbered:
+        lengths = [len(ids) for ids in tokenizer([line for _, line in numbered])["input_ids"]]
+        for (number, _), length in zip(numbered, lengths, strict=True):
+            if length > max_positions:
+                log.warning(
+                    "line %d: %d tokens, more than the model's %d positions; truncated to fit",
+                    number,
+                    length,
+                    max_positions,
+                )
+    done = iter(
+        translate(model, tokenizer, [line for _, line in numbered], **options)
+    )
+    return [next(done) if line else Translation("", False) for line in lines]
 
 
 def calibration_batches(
