@@ -61,3 +61,39 @@ def tiny_bert():
         num_labels=3,
     )
     return BertForSequenceClassification(config).eval()
+
+
+TINY_PAIRS = [
+    (f"the {a} sees the {b} {i}", f"el {a} ve el {b} {i}")
+    for i in range(20)
+    for a, b in (("man", "dog"), ("woman", "house"))
+]
+
+
+def tiny_marian_dir(root):
+    """A tiny Marian checkpoint (untrained) with a SentencePiece vocabulary of ``TINY_PAIRS``."""
+    from eightbit.models.marian_build import (
+        MarianArchitecture,
+        build_model,
+        train_sentencepiece,
+        write_tokenizer_files,
+    )
+    from eightbit.training.seq2seq import export
+
+    spm = train_sentencepiece([s for p in TINY_PAIRS for s in p], root / "spm", 90)
+    tokenizer = write_tokenizer_files(spm, root / "tok")
+    torch.manual_seed(0)
+    model = build_model(
+        len(tokenizer),
+        MarianArchitecture(
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            attention_heads=2,
+            ffn_dim=64,
+            max_positions=40,
+            dropout=0.0,
+        ),
+    )
+    export(model.eval(), tokenizer, root / "model")
+    return root / "model"

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 import eightbit
 from eightbit.config import QuantConfig
@@ -17,42 +16,14 @@ from eightbit.models.marian import (
     save_translation_model,
     translate,
 )
-from eightbit.models.marian_build import (
-    MarianArchitecture,
-    build_model,
-    train_sentencepiece,
-    write_tokenizer_files,
-)
 from eightbit.nn import QuantLinear
-from eightbit.training.seq2seq import export
-
-PAIRS = [
-    (f"the {a} sees the {b} {i}", f"el {a} ve el {b} {i}")
-    for i in range(20)
-    for a, b in (("man", "dog"), ("woman", "house"))
-]
+from tests.helpers import TINY_PAIRS as PAIRS
+from tests.helpers import tiny_marian_dir
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("marian")
-    spm = train_sentencepiece([s for p in PAIRS for s in p], root / "spm", 90)
-    tokenizer = write_tokenizer_files(spm, root / "tok")
-    torch.manual_seed(0)
-    model = build_model(
-        len(tokenizer),
-        MarianArchitecture(
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            attention_heads=2,
-            ffn_dim=64,
-            max_positions=40,
-            dropout=0.0,
-        ),
-    )
-    export(model.eval(), tokenizer, root / "model")
-    return root / "model"
+    return tiny_marian_dir(tmp_path_factory.mktemp("marian"))
 
 
 def test_quantize_save_load_translate(model_dir, tmp_path):
