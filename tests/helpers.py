@@ -47,32 +47,25 @@ def tiny_marian():
     return MarianMTModel(config).eval()
 
 
-def tiny_marian_dir(root, sentences):
-    """A tiny untrained Marian checkpoint with a real tokenizer (trained on ``sentences``),
-    exported to ``root / "model"`` in Hugging Face format."""
-    from eightbit.models.marian_build import (
-        MarianArchitecture,
-        build_model,
-        train_sentencepiece,
-        write_tokenizer_files,
-    )
+TINY_PAIRS = [
+    (f"the {a} sees the {b} {i}", f"el {a} ve el {b} {i}")
+    for i in range(20)
+    for a, b in (("man", "dog"), ("woman", "house"))
+]
+
+
+def tiny_marian_dir(root, sentences=None):
+    """A tiny untrained Marian checkpoint with a real tokenizer (trained on ``sentences``,
+    default both sides of ``TINY_PAIRS``), exported to ``root / "model"`` in HF format."""
+    from eightbit.models.marian_build import build_model, train_sentencepiece, write_tokenizer_files
     from eightbit.training.seq2seq import export
 
+    if sentences is None:
+        sentences = [s for pair in TINY_PAIRS for s in pair]
     spm = train_sentencepiece(list(sentences), root / "spm", 90)
     tokenizer = write_tokenizer_files(spm, root / "tok")
     torch.manual_seed(0)
-    model = build_model(
-        len(tokenizer),
-        MarianArchitecture(
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            attention_heads=2,
-            ffn_dim=64,
-            max_positions=40,
-            dropout=0.0,
-        ),
-    )
+    model = build_model(len(tokenizer), tiny_marian_architecture(max_positions=40))
     export(model.eval(), tokenizer, root / "model")
     return root / "model"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DYNAMIC = "dynamic"
+AUTO = "auto"  # per-tensor choice among the histogram methods: eightbit.mixed.method_choice
 SYMMETRIC_METHODS = ("kl-symmetric", "kl-conjugate")
 
 
@@ -13,8 +14,9 @@ class QuantConfig:
     """Post-training quantization.
 
     ``method``: a calibration method (``minmax``, ``ema``, ``kl-symmetric``, ``kl-independent``,
-    ``kl-conjugate``, ``percentile``, ``mse``) for static INT8 activations, or ``dynamic`` to
-    measure activation ranges on every call. ``include``/``exclude`` are glob patterns over
+    ``kl-conjugate``, ``percentile``, ``mse``) for static INT8 activations, ``auto`` to pick one
+    of them per activation by the output error it causes, or ``dynamic`` to measure activation
+    ranges on every call. ``include``/``exclude`` are glob patterns over
     module names (``exclude`` wins). Softmax, LayerNorm and GELU are never quantized.
     """
 

@@ -134,7 +134,8 @@ def save(
 ) -> Path:
     """Save a quantized model to directory ``path`` atomically (all or nothing).
 
-    ``extra`` is stored under ``"extra"`` in the metadata (e.g. calibration details);
+    ``extra`` is stored under ``"extra"`` in the metadata (e.g. calibration details), after
+    what the model itself carries in ``_eightbit_extra`` (e.g. the methods ``auto`` chose);
     ``write_files(directory)`` may add files that belong with the model (e.g. a tokenizer).
     ``derived``: glob patterns of state-dict keys the architecture rebuilds by itself (e.g.
     sinusoidal position tables); they are not stored.
@@ -158,7 +159,7 @@ def save(
             k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
             for k, v in tensors.items()
         },
-        "extra": extra or {},
+        "extra": {**getattr(model, "_eightbit_extra", {}), **(extra or {})},
         "derived": list(derived),
     }
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from eightbit.calibration import ObserverConfig, make_observer
-from eightbit.config import QATConfig, QuantConfig
+from eightbit.calibration import Observer, ObserverConfig, make_observer
+from eightbit.config import AUTO, QATConfig, QuantConfig
 from eightbit.errors import EightbitError
 from eightbit.kernels import resolve_backend
 from eightbit.nn import FakeQuantEmbedding, FakeQuantLinear, QuantEmbedding, QuantLinear
@@ -69,21 +69,13 @@ def prepare(
     if config.dynamic:
         raise ValueError("dynamic quantization needs no calibration: call quantize() directly")
     model = model if inplace else copy.deepcopy(model)
-    observer_config = ObserverConfig(
-        method=config.method,
-        bins=config.bins,
-        percentile=config.percentile,
-        ema_decay=config.ema_decay,
-        symmetric=config.symmetric_activations,
-        narrow=config.symmetric_activations,
-        reduce_range=config.reduce_range,
-    )
+    new_observer = _observer_factory(config)
 
     def make(name: str, module: nn.Module) -> nn.Module | None:
         if _is_plain(module, nn.Linear) and _selected(name, config.include, config.exclude):
             return FakeQuantLinear(
                 module,
-                make_observer(observer_config),
+                new_observer(),
                 per_channel=config.per_channel,
                 fake_quant=False,
                 symmetric=config.symmetric_activations,
@@ -95,6 +87,23 @@ def prepare(
     log.info("prepared %d linear layers for calibration (%s)", count, config.method)
     model._eightbit_config = config  # read by convert()
     return model
+
+
+def _observer_factory(config: QuantConfig) -> Callable[[], Observer]:
+    if config.method == AUTO:  # one histogram per tensor; the method is chosen after calibration
+        from eightbit.mixed.method_choice import recording_observer
+
+        return lambda: recording_observer(config)
+    observer_config = ObserverConfig(
+        method=config.method,
+        bins=config.bins,
+        percentile=config.percentile,
+        ema_decay=config.ema_decay,
+        symmetric=config.symmetric_activations,
+        narrow=config.symmetric_activations,
+        reduce_range=config.reduce_range,
+    )
+    return lambda: make_observer(observer_config)
 
 
 def calibrate(
@@ -230,15 +239,26 @@ def quantize(
 ) -> nn.Module:
     """Post-training INT8 quantization: prepare, calibrate on ``calibration_batches``, convert.
 
-    The input model is left untouched; the INT8 model is returned.
+    The input model is left untouched; the INT8 model is returned. With ``method="auto"`` the
+    batches are run twice (histograms, then each candidate range's output error) and the chosen
+    method of every layer is recorded in the saved metadata (``extra.calibration_methods``).
     """
     if config.dynamic:
         return quantize_dynamic(model, config)
     if calibration_batches is None:
         raise CalibrationError(f"method {config.method!r} needs calibration batches")
     prepared = prepare(model, config)
-    calibrate(prepared, calibration_batches, run, progress)
-    return convert(prepared, inplace=True)
+    if config.method != AUTO:
+        calibrate(prepared, calibration_batches, run, progress)
+        return convert(prepared, inplace=True)
+    from eightbit.mixed.method_choice import choose_methods
+
+    batches = list(calibration_batches)  # two passes: histograms, then the error of each range
+    calibrate(prepared, batches, run, progress)
+    chosen = choose_methods(prepared, batches, run or _default_run, config, progress)
+    int8 = convert(prepared, inplace=True)
+    int8._eightbit_extra = {"calibration_methods": chosen}  # saved by eightbit.save
+    return int8
 
 
 class _TiedWeights:

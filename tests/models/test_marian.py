@@ -17,18 +17,13 @@ from eightbit.models.marian import (
     translate,
 )
 from eightbit.nn import QuantLinear
+from tests.helpers import TINY_PAIRS as PAIRS
 from tests.helpers import tiny_marian_dir
-
-PAIRS = [
-    (f"the {a} sees the {b} {i}", f"el {a} ve el {b} {i}")
-    for i in range(20)
-    for a, b in (("man", "dog"), ("woman", "house"))
-]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return tiny_marian_dir(tmp_path_factory.mktemp("marian"), [s for p in PAIRS for s in p])
+    return tiny_marian_dir(tmp_path_factory.mktemp("marian"))
 
 
 def test_quantize_save_load_translate(model_dir, tmp_path):

@@ -23,6 +23,7 @@ from eightbit.cli.common import (
 from eightbit.cli.decoding import add_decoding_options
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
 from eightbit.cli.ray import _add_ray_options, _bench_ray
+from eightbit.cli.sensitivity import _analyze, add_sensitivity_options
 from eightbit.errors import EightbitError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,6 +39,23 @@ def _demo(args: argparse.Namespace) -> int:
     return _demo_translate(args)
 
 
+def _add_calibration_options(p: argparse.ArgumentParser, methods: Sequence[str]) -> None:
+    p.add_argument(
+        "--method",
+        default="kl-independent",
+        choices=methods,
+        metavar="METHOD",
+        help=METHOD_HELP + ", auto: per layer, the least output error (default kl-independent)",
+    )
+    p.add_argument(
+        "--calibration-file",
+        help="source sentences, one per line (default: a "
+        "seeded sample of the shipped training set)",
+    )
+    p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
+    p.add_argument("--seed", type=int, default=0, help="calibration and dev sample seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="eightbit",
@@ -46,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from eightbit.config import AUTO
     from eightbit.data.classification import TASKS
     from eightbit.evaluate.nmt import ALL_METHODS
+    from eightbit.mixed.method_choice import CANDIDATE_METHODS
 
     p = commands.add_parser(
         "demo",
@@ -114,25 +134,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("quantize", help="FP32 Marian checkpoint -> INT8 model directory")
     p.add_argument("model", help="FP32 checkpoint directory (Hugging Face Marian format)")
     p.add_argument("output", help="directory for the INT8 model")
+    _add_calibration_options(p, (*ALL_METHODS, AUTO))
     p.add_argument(
-        "--method",
-        default="kl-independent",
-        choices=ALL_METHODS,
-        metavar="METHOD",
-        help=METHOD_HELP + " (default kl-independent)",
+        "--max-bleu-drop",
+        type=float,
+        default=None,
+        metavar="BLEU",
+        help="keep the fewest most sensitive layers in FP32 until dev BLEU is within BLEU of "
+        "FP32 (recorded in eightbit.json)",
     )
-    p.add_argument(
-        "--calibration-file",
-        help="source sentences, one per line (default: a "
-        "seeded sample of the shipped training set)",
-    )
-    p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
-    p.add_argument("--seed", type=int, default=0, help="calibration sample seed")
+    add_sensitivity_options(p)
     _add_common_model_options(p, beam=False)
     from eightbit.config import QuantConfig
 
     add_config_options(p, QuantConfig, skip=("method", "backend"))
     p.set_defaults(handler=_quantize)
+
+    p = commands.add_parser(
+        "analyze",
+        help="per-layer sensitivity: SQNR and dev BLEU when one layer switches precision",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"FP32 Marian checkpoint (default {DEFAULT_MODEL})",
+    )
+    _add_calibration_options(p, (*CANDIDATE_METHODS, AUTO))
+    add_sensitivity_options(p)
+    p.add_argument(
+        "--max-bleu-drop",
+        type=float,
+        default=None,
+        metavar="BLEU",
+        help="also run the FP32 fallback with this dev BLEU budget and report it",
+    )
+    p.add_argument("--output-dir", default="reports/sensitivity", help="report directory")
+    p.add_argument("--json", help="also write the JSON report to this file")
+    _add_common_model_options(p, beam=False)
+    p.set_defaults(handler=_analyze)
 
     p = commands.add_parser("translate", help="translate a file (or stdin) line by line")
     p.add_argument("model", help="FP32 checkpoint or INT8 model directory")

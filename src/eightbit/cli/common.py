@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -107,6 +108,24 @@ def _write_outputs(args: argparse.Namespace, report: dict, markdown: str) -> Non
         write_text_atomic(args.json, json.dumps(report, indent=1) + "\n")
     if getattr(args, "markdown", None):
         write_text_atomic(args.markdown, markdown)
+
+
+def finish_report(
+    args: argparse.Namespace,
+    report: dict,
+    write_reports: Callable[[dict, Path], object],
+    markdown: str,
+    files: str,
+) -> int:
+    """Write the report directory (``--output-dir``) and ``--json``, print the Markdown."""
+    from eightbit.evaluate.report import write_json
+
+    write_reports(report, Path(args.output_dir))
+    if args.json:
+        write_json(args.json, report)
+    print(markdown, end="")
+    print(f"\nreports written to {args.output_dir}/ ({files})")
+    return 0
 
 
 def _add_common_model_options(p: argparse.ArgumentParser, *, beam: bool = True) -> None:

@@ -33,25 +33,38 @@ def _quantize(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.model).resolve():
         raise UsageError(f"{args.output}: is the input model; choose another output directory")
     check_save_target(args.output)  # before the slow part, not after it
+    if args.max_bleu_drop is not None:
+        if args.method == DYNAMIC:
+            raise UsageError("--max-bleu-drop needs a calibration method, not dynamic")
+        from eightbit.cli.sensitivity import quantize_with_fallback_command
+
+        return quantize_with_fallback_command(args)
     model, tokenizer = load_marian(args.model)
     config = config_from_args(QuantConfig, args)
     calib = None
     if args.method != DYNAMIC:
-        if args.calibration_file:
-            sources = [s for s in _read_lines(args.calibration_file) if s]
-        else:
-            from eightbit.data.corpus import load_parallel_corpus
-            from eightbit.evaluate.nmt import sample_calibration_sources
-
-            train = load_parallel_corpus("train")
-            sources = sample_calibration_sources(train, args.calibration_size, args.seed)
-        if not sources:
-            raise UsageError("the calibration set is empty; expected at least one sentence")
-        calib = calibration_batches(model, tokenizer, sources, progress=not args.quiet)
+        calib = calibration_batches(
+            model, tokenizer, _calibration_sources(args), progress=not args.quiet
+        )
     int8 = quantize(model, calib, config, run=calibration_run, progress=not args.quiet)
     path = save_translation_model(int8, tokenizer, args.output, extra={"source": args.model})
     print(f"saved INT8 model ({args.method}) to {path}")
     return 0
+
+
+def _calibration_sources(args: argparse.Namespace) -> list[str]:
+    """``--calibration-file`` lines, or a seeded sample of the shipped training set."""
+    if args.calibration_file:
+        sources = [s for s in _read_lines(args.calibration_file) if s]
+    else:
+        from eightbit.data.corpus import load_parallel_corpus
+        from eightbit.evaluate.nmt import sample_calibration_sources
+
+        train = load_parallel_corpus("train")
+        sources = sample_calibration_sources(train, args.calibration_size, args.seed)
+    if not sources:
+        raise UsageError("the calibration set is empty; expected at least one sentence")
+    return sources
 
 
 def _translate(args: argparse.Namespace) -> int:

@@ -30,6 +30,24 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the non-interactive Agg backend (imported only when plotting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_figure_png(path: str | os.PathLike[str], fig: Any) -> Path:
+    """Render ``fig`` to PNG, write it atomically, close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    pyplot().close(fig)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def bar_chart_png(
     path: str | os.PathLike[str],
     labels: Sequence[str],
@@ -41,12 +59,7 @@ def bar_chart_png(
     reference_label: str = "FP32",
 ) -> Path:
     """A bar chart (one bar per label) with an optional horizontal reference line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0), dpi=110)
     bars = ax.bar(range(len(labels)), values, color="#4c72b0")
     ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
     if reference is not None:
@@ -58,7 +71,4 @@ def bar_chart_png(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_figure_png(path, fig)

@@ -202,9 +202,7 @@ def translate_lines(
                     length,
                     max_positions,
                 )
-    done = iter(
-        translate(model, tokenizer, [line for _, line in numbered], **options)
-    )
+    done = iter(translate(model, tokenizer, [line for _, line in numbered], **options))
     return [next(done) if line else Translation("", False) for line in lines]
 
 

@@ -1,0 +1,82 @@
+"""Sensitivity analysis, FP32 fallback and the report directory on a tiny Marian model."""
+
+import json
+
+import pytest
+
+from eightbit.evaluate.sensitivity import (
+    SensitivityConfig,
+    quantize_with_fallback,
+    run_sensitivity,
+)
+from eightbit.evaluate.sensitivity_report import write_sensitivity_reports
+from eightbit.mixed.units import quantized_units
+from eightbit.models.marian import load_translation_model, save_translation_model, translate
+from tests.helpers import TINY_PAIRS, tiny_marian_dir
+
+SOURCES = [s for s, _ in TINY_PAIRS[:6]]
+DEV = TINY_PAIRS[-8:]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_marian_dir(tmp_path_factory.mktemp("marian"))
+
+
+@pytest.fixture(scope="module")
+def report(model_dir):
+    config = SensitivityConfig(
+        model_dir, method="auto", dev_size=4, max_bleu_drop=0.0, progress=False
+    )
+    return run_sensitivity(config, SOURCES, DEV)
+
+
+def test_report_ranks_every_quantized_layer(report):
+    layers = report["layers"]
+    assert len(layers) == 13  # 12 linear layers of 1+1 layers, lm_head, one shared embedding
+    harms = [r["harm"] for r in layers]
+    assert harms == sorted(harms, reverse=True)
+    for r in layers:
+        assert r["harm"] == pytest.approx(r["only_fp32_delta"] - r["only_int8_delta"], abs=1e-3)
+        assert (r["method"] is None) == (r["kind"] == "embedding")
+    assert report["fallback"]["drop"] <= 0.0 + 1e-9
+    assert report["mixed"]["bleu"] == report["fallback"]["final"]
+    assert len(report["histograms"]) == 4
+    for view in report["histograms"].values():
+        assert len(view["edges"]) == len(view["counts"]) + 1
+        assert set(view["thresholds"]) >= {"minmax", "kl-independent", "mse"}
+
+
+def test_report_directory_has_markdown_json_and_pngs(report, tmp_path):
+    paths = write_sensitivity_reports(report, tmp_path / "reports")
+    assert [p.name for p in paths] == [
+        "sensitivity.json",
+        "sensitivity.md",
+        "sensitivity.png",
+        "histograms.png",
+    ]
+    assert all(p.stat().st_size > 0 for p in paths)
+    for png in paths[2:]:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    markdown = paths[1].read_text()
+    assert "## Accuracy" in markdown and "## Speed (same run)" in markdown
+    assert json.loads(paths[0].read_text())["dev_sentences"] == 4
+
+
+def test_fallback_is_recorded_in_the_saved_model(model_dir, tmp_path):
+    config = SensitivityConfig(
+        model_dir, method="kl-symmetric", dev_size=4, max_bleu_drop=0.0, progress=False
+    )
+    int8, tokenizer, record = quantize_with_fallback(config, SOURCES, DEV)
+    assert record["drop"] <= 1e-9
+    unit_names = {u.name for u in quantized_units(int8)}
+    assert not unit_names & set(record["fp32_layers"]), "FP32 layers are no longer INT8"
+    path = save_translation_model(int8, tokenizer, tmp_path / "mixed")
+    meta = json.loads((path / "eightbit.json").read_text())
+    assert meta["extra"]["fp32_fallback"] == record
+    assert meta["quantization"]["method"] == "kl-symmetric"
+    loaded, loaded_tok = load_translation_model(path)
+    sources = [s for s, _ in DEV]
+    assert [t.text for t in translate(loaded, loaded_tok, sources, progress=False)] == [
+        t.text for t in translate(int8, tokenizer, sources, progress=False)
+    ]
