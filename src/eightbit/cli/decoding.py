@@ -41,8 +41,9 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=_positive_int,
-        default=1,
-        help="parallel decoding workers sharing the threads (default 1)",
+        default=None,
+        help="parallel decoding workers: threads sharing the cores (default 1), or with --ray "
+        "Ray actors (default: the cluster's CPUs / --threads-per-worker)",
     )
 
 
@@ -52,5 +53,5 @@ def decoding_options(args: argparse.Namespace) -> dict[str, Any]:
         "engine": args.engine,
         "batch_tokens": args.batch_tokens,
         "max_sentences": args.max_sentences,
-        "workers": args.workers,
+        "workers": args.workers or 1,
     }

@@ -29,9 +29,6 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
         "ray://host:port joins a cluster (put --ray after the positional arguments)",
     )
     p.add_argument(
-        "--workers", type=int, default=None, help="Ray actors (default: cluster CPUs / threads)"
-    )
-    p.add_argument(
         "--threads-per-worker", type=int, default=1, help="torch threads per actor (default 1)"
     )
     p.add_argument(
@@ -46,7 +43,13 @@ def _ray_settings(args: argparse.Namespace) -> tuple[ShardSettings, RayOptions]:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
-    settings = ShardSettings(beam=args.beam, shard_sentences=args.shard_sentences)
+    settings = ShardSettings(
+        beam=args.beam,
+        batch_tokens=args.batch_tokens,
+        max_sentences=args.max_sentences,
+        shard_sentences=args.shard_sentences,
+        engine=args.engine,
+    )
     options = RayOptions(
         address=None if args.ray == LOCAL else args.ray,
         workers=args.workers,

@@ -28,6 +28,7 @@ class ShardSettings:
     batch_tokens: int = 4096
     max_sentences: int | None = 64
     shard_sentences: int = 256  # a shard closes at the first batch boundary past this many
+    engine: str = "eightbit"  # decoding engine of every shard (see models.marian.ENGINES)
 
     def __post_init__(self) -> None:
         if self.beam < 1 or self.batch_tokens < 1 or self.shard_sentences < 1:

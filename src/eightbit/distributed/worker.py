@@ -33,6 +33,7 @@ def translate_shard(
         beam=settings.beam,
         batch_tokens=settings.batch_tokens,
         max_sentences=settings.max_sentences,
+        engine=settings.engine,
         progress=False,
     )
 
