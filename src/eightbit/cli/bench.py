@@ -20,3 +20,30 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     _write_outputs(args, report, markdown)
     print(markdown, end="")
     return 0
+
+
+def _bench_translate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eightbit.bench.translate import TranslateBenchConfig, run_translate_benchmark
+    from eightbit.bench.translate_report import to_markdown
+
+    config = TranslateBenchConfig(
+        model_dir=Path(args.model),
+        models=tuple(args.models),
+        engines=tuple(args.engines),
+        beams=tuple(args.beams),
+        threads=args.threads,
+        test_size=args.test_size,
+        hf_test_size=args.hf_test_size or None,
+        base_sentences=args.base_sentences,
+        base_source_tokens=args.base_source_tokens,
+        calibration_size=args.calibration_size,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+    report = run_translate_benchmark(config)
+    markdown = to_markdown(report)
+    _write_outputs(args, report, markdown)
+    print(markdown, end="")
+    return 0
