@@ -55,3 +55,11 @@ def test_user_mistakes_are_one_line_exit_2(args, message, tmp_path):
 def test_model_directory_without_tokenizer_is_rejected(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert main(["--quiet", "translate", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("option", ["--workers", "--batch-tokens", "--max-sentences"])
+def test_decoding_options_must_be_positive(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["translate", "model", option, "0"])
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from eightbit.cli.common import (
     METHOD_HELP,
     _add_common_model_options,
 )
+from eightbit.cli.decoding import add_decoding_options
 from eightbit.cli.nmt import _demo_translate, _evaluate, _quantize, _translate
 from eightbit.errors import EightbitError
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without changing the FP32 function (shows the min/max failure; try 300)",
     )
     _add_common_model_options(p)
+    add_decoding_options(p)
     _add_finetune_options(p)
     p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")
     p.add_argument(
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="write translations here (default: stdout)")
     _add_common_model_options(p)
+    add_decoding_options(p)
     p.set_defaults(handler=_translate)
 
     p = commands.add_parser("evaluate", help="BLEU/chrF of a model on source/reference files")
@@ -141,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference translations, one per line")
     p.add_argument("--json", help="write the scores as JSON to this file")
     _add_common_model_options(p)
+    add_decoding_options(p)
     p.set_defaults(handler=_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks (FP32 and INT8 in the same run)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from eightbit.atomic import write_text_atomic
 from eightbit.cli.common import UsageError, _read_lines, _write_outputs
+from eightbit.cli.decoding import decoding_options
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -50,7 +51,12 @@ def _translate(args: argparse.Namespace) -> int:
     model, tokenizer = load_translation_model(args.model)
     lines = _read_lines(args.input)
     outputs = translate(
-        model, tokenizer, [line for line in lines if line], beam=args.beam, progress=not args.quiet
+        model,
+        tokenizer,
+        [line for line in lines if line],
+        beam=args.beam,
+        progress=not args.quiet,
+        **decoding_options(args),
     )
     it = iter(outputs)
     text = "".join((next(it).text if line else "") + "\n" for line in lines)
@@ -74,7 +80,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not sources:
         raise UsageError(f"{args.source}: empty; expected sentences to translate")
     model, tokenizer = load_translation_model(args.model)
-    outputs = translate(model, tokenizer, sources, beam=args.beam, progress=not args.quiet)
+    outputs = translate(
+        model, tokenizer, sources, beam=args.beam, progress=not args.quiet, **decoding_options(args)
+    )
     scores = translation_scores(
         [o.text for o in outputs], references, [o.hit_length_limit for o in outputs]
     )
@@ -106,6 +114,7 @@ def _demo_translate(args: argparse.Namespace) -> int:
         seed=args.seed,
         outlier_scale=args.plant_outliers,
         progress=not args.quiet,
+        **decoding_options(args),
     )
     report = run_nmt_eval(config, load_parallel_corpus("train"), load_parallel_corpus("test"))
     paths = write_reports(report, Path(args.output_dir))

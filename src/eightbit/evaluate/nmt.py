@@ -49,6 +49,10 @@ class NmtEvalConfig:
     seed: int = 0
     backend: str = "auto"
     outlier_scale: float | None = None  # plant outliers first: models.outliers
+    engine: str = "eightbit"
+    batch_tokens: int = 4096
+    max_sentences: int = 64
+    workers: int = 1
     progress: bool = True
 
 
@@ -65,7 +69,15 @@ def _evaluate(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     outputs = translate(
-        model, tokenizer, [s for s, _ in test], beam=config.beam, progress=config.progress
+        model,
+        tokenizer,
+        [s for s, _ in test],
+        beam=config.beam,
+        engine=config.engine,
+        batch_tokens=config.batch_tokens,
+        max_sentences=config.max_sentences,
+        workers=config.workers,
+        progress=config.progress,
     )
     seconds = time.perf_counter() - start
     scores = translation_scores(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from eightbit.data.batching import pack_by_tokens, restore_order
+from eightbit.data.parallel import map_in_workers
+from eightbit.errors import EightbitError
 from eightbit.models.common import (
     ModelLoadError,
     encode_batch,
@@ -104,6 +106,31 @@ def _batches(
     return pack_by_tokens(lengths, batch_tokens, max_sentences)
 
 
+ENGINES = ("eightbit", "hf")
+
+
+class EngineChoiceError(EightbitError):
+    """An unknown decoding engine was asked for."""
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise EngineChoiceError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def batch_generator(
+    model: nn.Module, engine: str
+) -> Callable[[dict[str, Tensor], int, int], Tensor]:
+    """``generate(batch, beam, max_new_tokens) -> ids`` with ``engine`` ("eightbit" or "hf")."""
+    _check_engine(engine)
+    if engine == "hf":
+        return lambda batch, beam, limit: generate_batch(model, batch, beam, limit)
+    from eightbit.engine import build_plan, generate
+
+    plan = build_plan(model)
+    return lambda batch, beam, limit: generate(plan, batch, beam, limit)
+
+
 def generate_batch(
     model: nn.Module, batch: dict[str, Tensor], beam: int, max_new_tokens: int
 ) -> Tensor:
@@ -112,14 +139,15 @@ def generate_batch(
     ``forced_eos_token_id`` is switched off: forcing EOS at the length limit would hide the
     failure this toolkit must show (a decoder that never emits EOS on its own).
     """
-    return model.generate(
-        **batch,
-        num_beams=beam,
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        early_stopping=True if beam > 1 else None,
-        forced_eos_token_id=None,
-    )
+    with torch.inference_mode():
+        return model.generate(
+            **batch,
+            num_beams=beam,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            early_stopping=True if beam > 1 else None,
+            forced_eos_token_id=None,
+        )
 
 
 def translate(
@@ -130,23 +158,29 @@ def translate(
     beam: int = 1,
     batch_tokens: int = 4096,
     max_sentences: int | None = 64,
+    engine: str = "eightbit",
+    workers: int = 1,
     progress: bool = True,
 ) -> list[Translation]:
-    """Translate ``sentences`` (length-sorted, token-packed batches; output in input order)."""
+    """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
+    ``workers`` parallel workers; output in input order)."""
+    generate = batch_generator(model, engine)
     max_positions = model.config.max_position_embeddings
     eos = model.config.eos_token_id
     batches = _batches(tokenizer, sentences, batch_tokens, max_sentences)
+    # tokenized here, in one thread: workers only decode
+    encoded = [encode_batch(tokenizer, [sentences[i] for i in b], max_positions) for b in batches]
+
+    def decode(enc: dict[str, Tensor]) -> Tensor:
+        limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
+        return generate(enc, beam, limit)
+
     outputs = []
-    with torch.inference_mode():
-        for batch in progress_bar(batches, "translating", "batch", progress):
-            enc = encode_batch(tokenizer, [sentences[i] for i in batch], max_positions)
-            limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
-            ids = generate_batch(model, enc, beam, limit)
-            texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            hit = [not bool((row[1:] == eos).any()) for row in ids]
-            outputs.append(
-                [Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)]
-            )
+    results = map_in_workers(decode, encoded, workers)
+    for ids in progress_bar(results, "translating", "batch", progress, total=len(batches)):
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        hit = [not bool((row[1:] == eos).any()) for row in ids]
+        outputs.append([Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)])
     return restore_order(batches, outputs)
 
 
@@ -164,6 +198,7 @@ def calibration_batches(
     """
     config = model.config
     batches = []
+    generate = batch_generator(model, "eightbit")
     with torch.inference_mode():
         for index in progress_bar(
             _batches(tokenizer, sentences, batch_tokens, 64),
@@ -175,7 +210,7 @@ def calibration_batches(
                 tokenizer, [sentences[i] for i in index], config.max_position_embeddings
             )
             limit = max_new_tokens_for(enc["input_ids"].shape[1], config.max_position_embeddings)
-            decoded = generate_batch(model, enc, beam=1, max_new_tokens=limit)
+            decoded = generate(enc, 1, limit)
             target_mask = _target_mask(decoded, config.eos_token_id)
             if target_mask.shape == enc["attention_mask"].shape:  # keep the shapes distinct
                 pad = torch.full((decoded.shape[0], 1), config.pad_token_id, dtype=decoded.dtype)

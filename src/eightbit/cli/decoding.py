@@ -1,0 +1,56 @@
+"""Decoding options shared by ``translate``, ``evaluate`` and ``demo``: engine and batching."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from eightbit.models.marian import ENGINES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_decoding_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        default="eightbit",
+        choices=ENGINES,
+        help="decoder: eightbit (our incremental engine) or hf (Hugging Face generate); "
+        "default eightbit",
+    )
+    p.add_argument(
+        "--batch-tokens",
+        type=_positive_int,
+        default=4096,
+        help="token budget per batch (sentences x longest length; default 4096)",
+    )
+    p.add_argument(
+        "--max-sentences",
+        type=_positive_int,
+        default=64,
+        help="sentences per batch at most (default 64)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="parallel decoding workers sharing the threads (default 1)",
+    )
+
+
+def decoding_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``translate()`` keyword arguments the options above stand for."""
+    return {
+        "engine": args.engine,
+        "batch_tokens": args.batch_tokens,
+        "max_sentences": args.max_sentences,
+        "workers": args.workers,
+    }

@@ -1,0 +1,132 @@
+"""What the engine runs: a Marian model's decoder taken apart into the pieces one step needs.
+
+Built once per model from a Hugging Face ``MarianMTModel`` (FP32, or INT8 from
+:func:`eightbit.quantize`: the layers are whatever modules the model holds, ``nn.Linear`` or
+``QuantLinear``). Projections reading one input are fused (:mod:`eightbit.engine.fuse`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from eightbit.engine.fuse import fuse_linears
+from eightbit.errors import EightbitError
+
+
+class UnsupportedModelError(EightbitError):
+    """The model or its generation settings are outside what the eightbit engine implements."""
+
+
+@dataclass(frozen=True)
+class DecoderLayerPlan:
+    """One post-norm decoder layer: self-attention, cross-attention, feed-forward."""
+
+    self_qkv: nn.Module  # (rows, d) -> (rows, 3d)
+    self_out: nn.Module
+    self_norm: nn.LayerNorm
+    cross_q: nn.Module
+    cross_kv: nn.Module  # (rows, d) -> (rows, 2d), run once per batch on the encoder states
+    cross_out: nn.Module
+    cross_norm: nn.LayerNorm
+    fc1: nn.Module
+    fc2: nn.Module
+    final_norm: nn.LayerNorm
+
+
+@dataclass(frozen=True)
+class DecoderPlan:
+    """Everything a decoding step reads, plus the token ids and limits of the model."""
+
+    encoder: nn.Module
+    embed_tokens: nn.Module
+    embed_scale: float
+    positions: Tensor  # (max_positions, d) sinusoidal table
+    layers: tuple[DecoderLayerPlan, ...]
+    lm_head: nn.Module
+    logits_bias: Tensor  # (vocab,)
+    heads: int
+    d_model: int
+    start_token: int
+    eos_token: int
+    pad_token: int
+    suppressed_tokens: tuple[int, ...]  # never generated (generation_config.bad_words_ids)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+
+def _suppressed_tokens(model: nn.Module) -> tuple[int, ...]:
+    generation = getattr(model, "generation_config", None)
+    bad = getattr(generation, "bad_words_ids", None) or []
+    if any(len(ids) != 1 for ids in bad):
+        raise UnsupportedModelError(
+            "generation_config.bad_words_ids has multi-token entries; the eightbit engine "
+            "suppresses single tokens only (use engine='hf')"
+        )
+    return tuple(ids[0] for ids in bad)
+
+
+def _check_supported(model: nn.Module) -> None:
+    config = model.config
+    if getattr(config, "model_type", None) != "marian":
+        raise UnsupportedModelError(
+            f"the eightbit engine runs Marian models, got model_type {config.model_type!r}"
+        )
+    if config.activation_function != "relu" or config.decoder_attention_heads <= 0:
+        raise UnsupportedModelError(
+            f"the eightbit engine needs a ReLU feed-forward, got {config.activation_function!r}"
+        )
+    generation = getattr(model, "generation_config", None)
+    for name, neutral in (("repetition_penalty", 1.0), ("no_repeat_ngram_size", 0)):
+        if getattr(generation, name, neutral) not in (None, neutral):
+            raise UnsupportedModelError(
+                f"generation_config.{name} is set; the eightbit engine does not implement it "
+                "(use engine='hf')"
+            )
+
+
+def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
+    self_attn, cross = layer.self_attn, layer.encoder_attn
+    return DecoderLayerPlan(
+        self_qkv=fuse_linears([self_attn.q_proj, self_attn.k_proj, self_attn.v_proj]),
+        self_out=self_attn.out_proj,
+        self_norm=layer.self_attn_layer_norm,
+        cross_q=cross.q_proj,
+        cross_kv=fuse_linears([cross.k_proj, cross.v_proj]),
+        cross_out=cross.out_proj,
+        cross_norm=layer.encoder_attn_layer_norm,
+        fc1=layer.fc1,
+        fc2=layer.fc2,
+        final_norm=layer.final_layer_norm,
+    )
+
+
+def build_plan(model: Any) -> DecoderPlan:
+    """The decoder plan of a ``MarianMTModel`` (FP32 or eightbit INT8).
+
+    Fused layers hold copies of the weights: rebuild the plan after changing the model.
+    """
+    _check_supported(model)
+    config = model.config
+    decoder = model.get_decoder()
+    d_model = config.d_model
+    return DecoderPlan(
+        encoder=model.get_encoder(),
+        embed_tokens=decoder.embed_tokens,
+        embed_scale=math.sqrt(d_model) if config.scale_embedding else 1.0,
+        positions=decoder.embed_positions.weight.detach(),
+        layers=tuple(_layer_plan(layer) for layer in decoder.layers),  # copies weights
+        lm_head=model.lm_head,
+        logits_bias=model.final_logits_bias.detach().reshape(-1).float(),
+        heads=config.decoder_attention_heads,
+        d_model=d_model,
+        start_token=config.decoder_start_token_id,
+        eos_token=config.eos_token_id,
+        pad_token=config.pad_token_id,
+        suppressed_tokens=_suppressed_tokens(model),
+    )
