@@ -13,7 +13,6 @@ the length limit generated exactly the limit; any other generated its text's tok
 
 from __future__ import annotations
 
-import inspect
 import logging
 import tempfile
 import time
@@ -55,10 +54,6 @@ WARMUP_SENTENCES = 4
 Runner = Callable[[Sequence[str]], list[Translation]]
 
 
-class EngineUnavailable(EightbitError):
-    """An engine asked for is not in this build."""
-
-
 @dataclass(frozen=True)
 class TranslateBenchConfig:
     """What to measure; the defaults are the issue's benchmark (about 5-8 minutes, 2 cores)."""
@@ -96,30 +91,17 @@ def generated_tokens(
     ]
 
 
-def _engine_option(engine: str) -> dict[str, str]:
-    # translate() gains an ``engine`` choice on the engine branch; until then it is HF generate
-    if "engine" in inspect.signature(translate).parameters:
-        return {"engine": engine}
-    if engine == "hf":
-        return {}
-    raise EngineUnavailable(
-        f"engine {engine!r} is not in this build (translate() has no engine option)"
-    )
-
-
 def _translate_runner(model: nn.Module, tokenizer: Any, engine: str, beam: int) -> Runner:
-    options = _engine_option(engine)
     return lambda sentences: translate(
-        model, tokenizer, sentences, beam=beam, progress=False, **options
+        model, tokenizer, sentences, beam=beam, engine=engine, progress=False
     )
 
 
 @dataclass
 class _Engines:
-    """The runners of one workload, keyed by (engine, precision, beam), and those skipped."""
+    """The runners of one workload, keyed by (engine, precision, beam)."""
 
     runners: dict[tuple[str, str, int], Runner]
-    skipped: list[dict[str, Any]]
     tokenizer: Any
     max_positions: int
 
@@ -138,29 +120,15 @@ def _build_engines(workload: Workload, config: TranslateBenchConfig, tmp: Path) 
         ct2_dir = convert_checkpoint(workload.model_dir, tmp / f"{workload.name}-ct2")
         translators = {p: load_translator(ct2_dir, p, config.threads) for p in PRECISIONS}
     runners: dict[tuple[str, str, int], Runner] = {}
-    skipped = []
     for beam in config.beams:
         for engine in config.engines:
             for precision in PRECISIONS:
-                key = (engine, precision, beam)
                 if engine == "ctranslate2":
-                    runners[key] = _ct2_runner(
-                        translators[precision], tokenizer, beam, max_positions
-                    )
-                    continue
-                try:
-                    runners[key] = _translate_runner(models[precision], tokenizer, engine, beam)
-                except EngineUnavailable as err:
-                    skipped.append(
-                        {
-                            "model": workload.name,
-                            "engine": engine,
-                            "precision": precision,
-                            "beam": beam,
-                            "reason": str(err),
-                        }
-                    )
-    return _Engines(runners, skipped, tokenizer, max_positions)
+                    runner = _ct2_runner(translators[precision], tokenizer, beam, max_positions)
+                else:
+                    runner = _translate_runner(models[precision], tokenizer, engine, beam)
+                runners[(engine, precision, beam)] = runner
+    return _Engines(runners, tokenizer, max_positions)
 
 
 def _ct2_runner(translator: Any, tokenizer: Any, beam: int, max_positions: int) -> Runner:
@@ -226,12 +194,11 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
     if "ctranslate2" in config.engines:
         import_ctranslate2()  # fail before any work when the extra is missing
     torch.set_num_threads(config.threads)
-    results, skipped, models = [], [], {}
+    results, models = [], {}
     with tempfile.TemporaryDirectory(prefix="eightbit-bench-") as tmp:
         for name in config.models:
             workload = _workload(name, config, Path(tmp))
             engines = _build_engines(workload, config, Path(tmp))
-            skipped += engines.skipped
             models[name] = {
                 "description": workload.description,
                 "sentences": len(workload.sentences),
@@ -247,5 +214,4 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
         "machine": machine_info("transformers", "ctranslate2"),
         "models": models,
         "results": results,
-        "skipped": skipped,
     }

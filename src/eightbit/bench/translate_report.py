@@ -72,9 +72,4 @@ def to_markdown(report: dict[str, Any]) -> str:
         if forced:
             engines = ", ".join(f"{r['engine']} {r['precision']} beam {r['beam']}" for r in forced)
             lines += [f"Stopped before the forced length (not comparable): {engines}.", ""]
-    for row in report["skipped"]:
-        lines.append(
-            f"- skipped {row['model']} {row['engine']} {row['precision'].upper()} beam "
-            f"{row['beam']}: {row['reason']}"
-        )
     return "\n".join(lines).rstrip("\n") + "\n"
