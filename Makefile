@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/eightbit bench kernels --json bench/results/kernels.json --markdown bench/results/kernels.md
+	$(BIN)/eightbit bench translate --json bench/results/translate.json --markdown bench/results/translate.md
 
 bench-classify: $(STAMP)
 	$(BIN)/eightbit bench classify --json bench/results/classify.json --markdown bench/results/classify.md

@@ -5,7 +5,6 @@ Same run, same threads, same shapes. GFLOP/s counts ``2*M*K*N`` for every engine
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eightbit.bench.ort_peers import ort_linear
-from eightbit.bench.timing import geometric_mean, median_seconds
+from eightbit.bench.timing import geometric_mean, machine_info, median_seconds
 from eightbit.core.qparams import qparams_from_range
 from eightbit.kernels import native, resolve_backend
 from eightbit.nn import QuantLinear
@@ -130,8 +129,7 @@ def run_kernel_benchmark(
         "threads": threads,
         "backend": backend,
         "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            **machine_info(),
             "int8_kernels": "avx512-vnni"
             if backend == "avx2" and native.vnni_enabled()
             else "avx2",

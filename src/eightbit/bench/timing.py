@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from importlib import metadata
 
 
 def median_seconds(fn: Callable[[], object], *, min_time: float = 0.05, repeats: int = 5) -> float:
@@ -26,3 +28,16 @@ def median_seconds(fn: Callable[[], object], *, min_time: float = 0.05, repeats:
 
 def geometric_mean(values: list[float]) -> float:
     return statistics.geometric_mean(values) if values else float("nan")
+
+
+def machine_info(*packages: str) -> dict[str, str]:
+    """The processor and the versions of torch and of ``packages`` (those installed)."""
+    import torch
+
+    info = {"processor": platform.processor() or platform.machine(), "torch": torch.__version__}
+    for name in packages:
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = "not installed"
+    return info

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from eightbit.cli.bench import _bench_classify, _bench_kernels
+from eightbit.cli.bench import _bench_classify, _bench_kernels, _bench_translate
 from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetune
 from eightbit.cli.common import (
     DEFAULT_MODEL,
@@ -257,6 +257,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per engine (default 5)")
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_classify)
+
+    p = bench_commands.add_parser(
+        "translate", help="tokens/s: HF generate vs eightbit vs CTranslate2, FP32 and INT8"
+    )
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--markdown", help="write the results tables as Markdown to this file")
+    p.add_argument("--threads", type=int, default=2, help="threads in total (default 2)")
+    p.add_argument("--beams", type=int, nargs="+", default=[1, 4], help="beam sizes (default 1 4)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["shipped", "base"],
+        choices=("shipped", "base"),
+        help="shipped: --model over the test set; base: random transformer-base, forced length",
+    )
+    p.add_argument(
+        "--engines",
+        nargs="+",
+        default=["hf", "eightbit", "ctranslate2"],
+        choices=("hf", "eightbit", "ctranslate2"),
+        help="engines to time, each in FP32 and INT8 (default all)",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"Marian checkpoint (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--test-size", type=int, default=None, help="first N test sentences (default: all 1,000)"
+    )
+    p.add_argument(
+        "--hf-test-size",
+        type=int,
+        default=500,
+        help="shipped: time HF generate (the slowest) on the first N test sentences "
+        "(default 500; 0: all)",
+    )
+    p.add_argument(
+        "--base-sentences", type=int, default=32, help="base model: sentences (default 32)"
+    )
+    p.add_argument(
+        "--base-source-tokens",
+        type=int,
+        default=20,
+        help="base model: tokens per source sentence (default 20; output 2x + 10)",
+    )
+    p.add_argument(
+        "--calibration-size", type=int, default=600, help="shipped INT8: calibration sentences"
+    )
+    _add_common_model_options(p, beam=False)
+    p.set_defaults(handler=_bench_translate)
     add_quiet_everywhere(parser)
     return parser
 

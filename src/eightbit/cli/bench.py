@@ -31,6 +31,8 @@ def _bench_kernels(args: argparse.Namespace) -> int:
 def _bench_classify(args: argparse.Namespace) -> int:
     from eightbit.bench.classify import run_classify_benchmark, to_markdown
 
+    _check_output_file(args.json)
+    _check_output_file(args.markdown)
     report = run_classify_benchmark(
         models=args.models,
         batches=tuple(args.batch),
@@ -42,4 +44,30 @@ def _bench_classify(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         progress=not args.quiet,
     )
+    return _publish(args, report, to_markdown(report))
+
+
+def _bench_translate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eightbit.bench.translate import TranslateBenchConfig, run_translate_benchmark
+    from eightbit.bench.translate_report import to_markdown
+
+    _check_output_file(args.json)
+    _check_output_file(args.markdown)
+    config = TranslateBenchConfig(
+        model_dir=Path(args.model),
+        models=tuple(args.models),
+        engines=tuple(args.engines),
+        beams=tuple(args.beams),
+        threads=args.threads,
+        test_size=args.test_size,
+        hf_test_size=args.hf_test_size or None,
+        base_sentences=args.base_sentences,
+        base_source_tokens=args.base_source_tokens,
+        calibration_size=args.calibration_size,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+    report = run_translate_benchmark(config)
     return _publish(args, report, to_markdown(report))

@@ -38,10 +38,13 @@ def train_sentencepiece(
     out_dir: str | os.PathLike[str],
     vocab_size: int,
     seed_sentences: int | None = None,
+    model_type: str = "unigram",
 ) -> Path:
-    """Train a unigram SentencePiece model on ``sentences``; returns the ``.model`` path.
+    """Train a SentencePiece model (``unigram`` or ``bpe``) on ``sentences``; returns the
+    ``.model`` path.
 
-    ``vocab_size`` counts every id of the final model, ``<pad>`` included.
+    ``vocab_size`` counts every id of the final model, ``<pad>`` included. A unigram vocabulary
+    may come out smaller than asked on a small corpus; BPE reaches the exact size.
     """
     import sentencepiece as spm
 
@@ -52,7 +55,7 @@ def train_sentencepiece(
         sentence_iterator=iter(sentences[:seed_sentences] if seed_sentences else sentences),
         model_writer=model,
         vocab_size=vocab_size - 1,
-        model_type="unigram",
+        model_type=model_type,
         character_coverage=1.0,
         eos_id=0,
         unk_id=1,

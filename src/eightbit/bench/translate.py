@@ -1,0 +1,217 @@
+"""Translation benchmark (issue 5): every engine on the same models, beams and threads, one run.
+
+Engines and precisions: Hugging Face ``generate`` on the FP32 model and on eightbit's INT8 model
+(the quality reference for the fast engine), the eightbit decoding engine (FP32, INT8), and
+CTranslate2 (FP32, INT8, converted from the same checkpoint; :mod:`eightbit.bench.ct2_peer`).
+
+``tokens_per_s``: generated target tokens (the start token excluded, EOS included) per wall
+second over the whole workload, tokenization and detokenization included; one warm-up call on a
+few sentences first. The count is engine-neutral, computed from each output: a sentence that hit
+the length limit generated exactly the limit; any other generated its text's tokens plus EOS
+(its text re-encoded, so identical outputs count identically whatever the engine).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from eightbit.bench.ct2_peer import (
+    convert_checkpoint,
+    ct2_translate,
+    import_ctranslate2,
+    load_translator,
+)
+from eightbit.bench.timing import machine_info
+from eightbit.bench.translate_workloads import (
+    BASE_VOCAB,
+    TRANSFORMER_BASE,
+    Workload,
+    base_workload,
+    int8_model,
+    shipped_workload,
+)
+from eightbit.errors import EightbitError
+from eightbit.evaluate.metrics import translation_scores
+from eightbit.models.marian import Translation, load_marian, max_new_tokens_for, translate
+from eightbit.models.marian_build import MarianArchitecture
+from eightbit.progress import progress as progress_bar
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("hf", "eightbit", "ctranslate2")
+PRECISIONS = ("fp32", "int8")
+WARMUP_SENTENCES = 4
+
+Runner = Callable[[Sequence[str]], list[Translation]]
+
+
+@dataclass(frozen=True)
+class TranslateBenchConfig:
+    """What to measure; the defaults are the issue's benchmark (about 5-8 minutes, 2 cores)."""
+
+    model_dir: Path = Path("models/marian-en-es")
+    models: tuple[str, ...] = ("shipped", "base")
+    engines: tuple[str, ...] = ENGINES
+    beams: tuple[int, ...] = (1, 4)
+    threads: int = 2
+    test_size: int | None = None  # shipped: the first N test sentences (default all 1,000)
+    hf_test_size: int | None = 500  # shipped: HF generate (the slowest) on the first N only
+    base_sentences: int = 32
+    base_source_tokens: int = 20
+    calibration_size: int = 600
+    backend: str = "auto"
+    progress: bool = True
+    base_arch: MarianArchitecture = field(default=TRANSFORMER_BASE)
+    base_vocab: int = BASE_VOCAB
+
+
+def generated_tokens(
+    tokenizer: Any, sources: Sequence[str], outputs: Sequence[Translation], max_positions: int
+) -> list[int]:
+    """Tokens each output took to generate (see the module docstring)."""
+    source_lengths = [
+        len(ids)
+        for ids in tokenizer(list(sources), truncation=True, max_length=max_positions)["input_ids"]
+    ]
+    target_lengths = [
+        len(ids) for ids in tokenizer(text_target=[o.text for o in outputs])["input_ids"]
+    ]
+    return [
+        max_new_tokens_for(source, max_positions) if out.hit_length_limit else target
+        for source, target, out in zip(source_lengths, target_lengths, outputs, strict=True)
+    ]
+
+
+def _translate_runner(model: nn.Module, tokenizer: Any, engine: str, beam: int) -> Runner:
+    return lambda sentences: translate(
+        model, tokenizer, sentences, beam=beam, engine=engine, progress=False
+    )
+
+
+@dataclass
+class _Engines:
+    """The runners of one workload, keyed by (engine, precision, beam)."""
+
+    runners: dict[tuple[str, str, int], Runner]
+    tokenizer: Any
+    max_positions: int
+
+
+def _build_engines(workload: Workload, config: TranslateBenchConfig, tmp: Path) -> _Engines:
+    model, tokenizer = load_marian(workload.model_dir)
+    max_positions = model.config.max_position_embeddings
+    models = {"fp32": model}
+    if {"hf", "eightbit"} & set(config.engines):
+        log.info("%s: building the INT8 model (%s)", workload.name, workload.int8_method)
+        models["int8"] = int8_model(
+            workload, model, tokenizer, config.calibration_size, config.backend, config.progress
+        )
+    translators = {}
+    if "ctranslate2" in config.engines:
+        ct2_dir = convert_checkpoint(workload.model_dir, tmp / f"{workload.name}-ct2")
+        translators = {p: load_translator(ct2_dir, p, config.threads) for p in PRECISIONS}
+    runners: dict[tuple[str, str, int], Runner] = {}
+    for beam in config.beams:
+        for engine in config.engines:
+            for precision in PRECISIONS:
+                if engine == "ctranslate2":
+                    runner = _ct2_runner(translators[precision], tokenizer, beam, max_positions)
+                else:
+                    runner = _translate_runner(models[precision], tokenizer, engine, beam)
+                runners[(engine, precision, beam)] = runner
+    return _Engines(runners, tokenizer, max_positions)
+
+
+def _ct2_runner(translator: Any, tokenizer: Any, beam: int, max_positions: int) -> Runner:
+    return lambda sentences: ct2_translate(
+        translator, tokenizer, sentences, beam=beam, max_positions=max_positions
+    )
+
+
+def _measure(
+    workload: Workload, engines: _Engines, key: tuple[str, str, int], size: int | None
+) -> dict[str, Any]:
+    """Time one engine on the first ``size`` sentences of the workload (``None``: all)."""
+    engine, precision, beam = key
+    runner = engines.runners[key]
+    sentences = workload.sentences[:size]
+    runner(sentences[:WARMUP_SENTENCES])
+    start = time.perf_counter()
+    outputs = runner(sentences)
+    seconds = time.perf_counter() - start
+    tokens = generated_tokens(engines.tokenizer, sentences, outputs, engines.max_positions)
+    row: dict[str, Any] = {
+        "model": workload.name,
+        "engine": engine,
+        "precision": precision,
+        "beam": beam,
+        "sentences": len(outputs),
+        "tokens": sum(tokens),
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(sum(tokens) / seconds, 1),
+        "sentences_per_s": round(len(outputs) / seconds, 2),
+    }
+    if workload.references is not None:
+        scores = translation_scores(
+            [o.text for o in outputs],
+            workload.references[:size],
+            [o.hit_length_limit for o in outputs],
+        )
+        row.update(bleu=scores.bleu, chrf=scores.chrf, eos_failure_rate=scores.eos_failure_rate)
+    if workload.forced_tokens is not None:
+        row["at_forced_length"] = all(o.hit_length_limit for o in outputs)
+    return row
+
+
+def _workload(name: str, config: TranslateBenchConfig, tmp: Path) -> Workload:
+    if name == "shipped":
+        return shipped_workload(config.model_dir, config.test_size)
+    if name == "base":
+        return base_workload(
+            tmp / "base",
+            config.base_sentences,
+            config.base_source_tokens,
+            config.base_arch,
+            config.base_vocab,
+        )
+    raise EightbitError(f"unknown benchmark model {name!r}; expected shipped or base")
+
+
+def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
+    """Measure every engine, precision and beam on every model; returns the JSON-ready report."""
+    unknown = sorted(set(config.engines) - set(ENGINES))
+    if unknown:
+        raise EightbitError(f"unknown engine {unknown[0]!r}; expected one of {', '.join(ENGINES)}")
+    if "ctranslate2" in config.engines:
+        import_ctranslate2()  # fail before any work when the extra is missing
+    torch.set_num_threads(config.threads)
+    results, models = [], {}
+    with tempfile.TemporaryDirectory(prefix="eightbit-bench-") as tmp:
+        for name in config.models:
+            workload = _workload(name, config, Path(tmp))
+            engines = _build_engines(workload, config, Path(tmp))
+            models[name] = {
+                "description": workload.description,
+                "sentences": len(workload.sentences),
+                "int8": workload.int8_method,
+                "forced_tokens": workload.forced_tokens,
+            }
+            for key in progress_bar(list(engines.runners), f"bench {name}", "run", config.progress):
+                size = config.hf_test_size if key[0] == "hf" and name == "shipped" else None
+                results.append(_measure(workload, engines, key, size))
+    return {
+        "benchmark": "translate",
+        "threads": config.threads,
+        "machine": machine_info("transformers", "ctranslate2"),
+        "models": models,
+        "results": results,
+    }
