@@ -10,7 +10,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from eightbit.cli.bench import _bench_classify, _bench_kernels, _bench_translate
+from eightbit.cli.bench import (
+    _bench_classify,
+    _bench_kernels,
+    _bench_translate,
+    add_report_options,
+)
 from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetune
 from eightbit.cli.common import (
     DEFAULT_MODEL,
@@ -201,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks (FP32 and INT8 in the same run)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     p = bench_commands.add_parser("kernels", help="FP32 vs INT8 linear layers vs ONNX Runtime")
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    add_report_options(p)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     p.add_argument(
         "--m",
@@ -227,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time")
     p.add_argument("--threads", type=int, default=2, help="cores shared by the workers (default 2)")
     p.add_argument("--shard-sentences", type=int, default=64, help="sentences per shard")
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    add_report_options(p)
     p.set_defaults(handler=_bench_ray)
 
     from eightbit.bench.classify import BATCHES, DEFAULT_METHOD, MODELS, SEQ_LEN
@@ -236,8 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_commands.add_parser(
         "classify", help="BERT classifiers: torch FP32, eightbit INT8, ONNX Runtime FP32/INT8"
     )
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the results table as Markdown to this file")
+    add_report_options(p)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     p.add_argument(
         "--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="models to time"
@@ -261,8 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_commands.add_parser(
         "translate", help="tokens/s: HF generate vs eightbit vs CTranslate2, FP32 and INT8"
     )
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--markdown", help="write the results tables as Markdown to this file")
+    add_report_options(p, "tables")
     p.add_argument("--threads", type=int, default=2, help="threads in total (default 2)")
     p.add_argument("--beams", type=int, nargs="+", default=[1, 4], help="beam sizes (default 1 4)")
     p.add_argument(

@@ -68,7 +68,7 @@ def _calibration_sources(args: argparse.Namespace) -> list[str]:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from eightbit.models.marian import load_translation_model, translate_lines
+    from eightbit.models.marian import load_translation_model, translate_lines, translation_text
 
     _check_output_file(args.output, args.input)
     if args.ray is not None:
@@ -78,7 +78,7 @@ def _translate(args: argparse.Namespace) -> int:
     outputs = translate_lines(
         model, tokenizer, lines, beam=args.beam, progress=not args.quiet, **decoding_options(args)
     )
-    text = "".join(output.text + "\n" for output in outputs)
+    text = translation_text(outputs)
     if args.output:
         write_text_atomic(args.output, text)
     else:

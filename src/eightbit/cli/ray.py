@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eightbit.cli.common import UsageError, _write_outputs
+from eightbit.cli.bench import _publish
+from eightbit.cli.common import UsageError
 
 if TYPE_CHECKING:  # the distributed package is imported only when --ray is used
     from eightbit.distributed import RayOptions, RunStats, ShardSettings
@@ -113,7 +114,4 @@ def _bench_ray(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     report = run_ray_benchmark(config)
-    markdown = to_markdown(report)
-    _write_outputs(args, report, markdown)
-    print(markdown, end="")
-    return 0
+    return _publish(args, report, to_markdown(report))

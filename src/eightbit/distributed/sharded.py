@@ -28,7 +28,7 @@ from eightbit.distributed.ray_pool import (
 from eightbit.distributed.store import ShardStore, work_dir_for
 from eightbit.distributed.worker import ShardResult
 from eightbit.models.common import ModelLoadError
-from eightbit.models.marian import Translation, _batches, translation_text
+from eightbit.models.marian import Translation, _batches, aligned_to_lines, translation_text
 from eightbit.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,6 @@ def translate_file_on_ray(
     store, stats = _run(
         Path(model_dir), sentences, work_dir_for(output), settings, options, progress, on_shard
     )
-    write_text_atomic(output, translation_text(lines, store.assemble()))
+    write_text_atomic(output, translation_text(aligned_to_lines(lines, store.assemble())))
     store.remove()
     return stats

@@ -202,7 +202,17 @@ def translate_lines(
                     length,
                     max_positions,
                 )
-    done = iter(translate(model, tokenizer, [line for _, line in numbered], **options))
+    return aligned_to_lines(
+        lines, translate(model, tokenizer, [line for _, line in numbered], **options)
+    )
+
+
+def aligned_to_lines(
+    lines: Sequence[str], translations: Sequence[Translation]
+) -> list[Translation]:
+    """One translation per line: ``translations`` (of the non-empty ``lines``, in order) in
+    their places, an empty translation for each empty line."""
+    done = iter(translations)
     return [next(done) if line else Translation("", False) for line in lines]
 
 
@@ -258,8 +268,6 @@ def _target_mask(decoded: Tensor, eos: int) -> Tensor:
     return (~after_eos).long()
 
 
-def translation_text(lines: Sequence[str], translations: Sequence[Translation]) -> str:
-    """Output text line for line: the translations of the non-empty ``lines`` in order, and an
-    empty line for each empty one."""
-    it = iter(translations)
-    return "".join((next(it).text if line else "") + "\n" for line in lines)
+def translation_text(translations: Sequence[Translation]) -> str:
+    """Output text, one line per translation (line-aligned: see :func:`aligned_to_lines`)."""
+    return "".join(t.text + "\n" for t in translations)
