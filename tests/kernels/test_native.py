@@ -64,6 +64,17 @@ def test_gemm_int32_exact_blocked(m, k, n):
     assert torch.equal(got.long(), ref_acc(a, w, 77))
 
 
+@pytest.mark.parametrize("k", [37, 1030])  # 1030: two K blocks (partial sums)
+def test_every_tile_shape_exact(k):
+    """Every microkernel tile: 1-6 rows x 1-4 panels (the VNNI kernels take up to 64 columns)."""
+    g = torch.Generator().manual_seed(k)
+    for m in range(2, 14):
+        for n in (16, 40, 64, 100, 130):
+            a, w = rand_u8(m, k, g), rand_w(n, k, g)
+            got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=93)
+            assert torch.equal(got.long(), ref_acc(a, w, 93)), (m, n)
+
+
 @pytest.mark.parametrize(
     ("a_val", "za", "w_val"),
     [(255, 0, 127), (255, 0, -127), (0, 255, -128), (255, 0, -128), (0, 255, 127)],

@@ -66,14 +66,18 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
             int seven, int64_t n, const eb_epilogue *epi, int nthreads);
 
-/* Microkernel over raw uint8 rows and k-quad weights (gemm.c's 7-bit uk7_*, vnni.c's ukv_*):
- * acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel, written to cout. */
+/* Microkernel over raw uint8 rows and k-quad weights (gemm.c's 7-bit uk7_*, vnni.c's ukz_*):
+ * acc (mr x 16 nz) = [cin +] A8[0:mr, 0:k4 quads] * nz quad panels at b, b + ps, ... (ps: the
+ * panel stride in bytes), written to cout; cin/cout hold nz consecutive 6x16 row-major tiles.
+ * The AVX2 kernels take one panel (nz = 1) and ignore ps. */
 typedef void (*eb_ukernel8_fn)(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,
-                               const int32_t *cin, int32_t *cout);
+                               int64_t ps, const int32_t *cin, int32_t *cout);
 
-/* vnni.c: AVX512-VNNI (vpdpbusd) microkernels, used when eb_vnni_enabled (set by eb_set_vnni) */
+/* vnni.c: AVX512-VNNI (vpdpbusd) microkernels, used when eb_vnni_enabled (set by eb_set_vnni);
+ * EB_UKV[mr][nz] for mr rows x nz panels */
+#define EB_VNNI_NZ 4
 extern int eb_vnni_enabled;
-extern const eb_ukernel8_fn EB_UKV[EB_MR + 1];
+extern const eb_ukernel8_fn EB_UKV[EB_MR + 1][EB_VNNI_NZ + 1];
 int eb_set_vnni(int on);
 
 /* gemv.c */

@@ -127,7 +127,8 @@ static const ukernel_fn UK[7] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
 /* acc (mr x 16) = [cin +] A8[0:mr, 0:k4 quads] * B quad panel (64 bytes per quad). */
 #define UKERNEL7(MR)                                                                            \
     static void uk7_##MR(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b,            \
-                         const int32_t *cin, int32_t *cout) {                                   \
+                         int64_t ps, const int32_t *cin, int32_t *cout) {                       \
+        (void)ps; /* one panel */                                                               \
         const int mr_ = MR;                                                                     \
         const __m256i ones = _mm256_set1_epi16(1);                                              \
         __m256i x0 = _mm256_setzero_si256(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;       \
@@ -153,7 +154,9 @@ UKERNEL7(4)
 UKERNEL7(5)
 UKERNEL7(6)
 
-static const eb_ukernel8_fn UK7[7] = {NULL, uk7_1, uk7_2, uk7_3, uk7_4, uk7_5, uk7_6};
+/* indexed like EB_UKV ([mr][nz], flattened): one panel per call */
+static const eb_ukernel8_fn UK7[EB_MR + 1][EB_VNNI_NZ + 1] = {
+    {NULL}, {NULL, uk7_1}, {NULL, uk7_2}, {NULL, uk7_3}, {NULL, uk7_4}, {NULL, uk7_5}, {NULL, uk7_6}};
 
 /* ---------------------------------------------------------------- epilogues */
 
@@ -295,7 +298,9 @@ typedef struct {
     uint8_t *a8;
     int64_t k4, lda8;
     const int32_t *colsum;
-    const eb_ukernel8_fn *uk8; /* UK7, or EB_UKV on VNNI CPUs (exact for 8-bit activations too) */
+    const eb_ukernel8_fn *uk8; /* UK7, or EB_UKV on VNNI CPUs (exact for 8-bit activations too),
+                                  flattened [mr][nz] */
+    int group;                 /* panels per microkernel call: 1 (UK7) or EB_VNNI_NZ */
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
@@ -388,12 +393,12 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
     }
 }
 
-/* The quad path's compute_block (7-bit AVX2 or VNNI microkernels): quads instead of pairs, zero
- * point fixed before the epilogue. */
+/* The quad path's compute_block (7-bit AVX2 or VNNI microkernels): quads instead of pairs, up to
+ * jb->group panels per microkernel call (VNNI: 4), zero point fixed before the epilogue. */
 static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                            int32_t *partial) {
-    int32_t tile[EB_MR * 16] __attribute__((aligned(64)));
-    int64_t k4 = jb->k4, lda = jb->lda8;
+    int32_t tile[EB_VNNI_NZ * EB_MR * 16] __attribute__((aligned(64)));
+    int64_t k4 = jb->k4, lda = jb->lda8, ps = k4 * 64;
     const int32_t *row_zp = jb->in->kind == EB_IN_F32_ROW || jb->in->kind == EB_IN_F32_TENSOR
                                 ? jb->in->row_zp
                                 : NULL; /* dynamic: one zero point per row */
@@ -405,32 +410,38 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
             for (int64_t pc = 0; pc < k4 || pc == 0; pc += KC4) {
                 int64_t kc = k4 - pc < KC4 ? k4 - pc : KC4;
                 int first = pc == 0, last = pc + KC4 >= k4;
-                for (int64_t jr = jc; jr < je; jr++) {
+                for (int64_t jr = jc; jr < je; jr += jb->group) {
+                    int nz = je - jr < jb->group ? (int)(je - jr) : jb->group;
                     const int8_t *b = jb->quad + (jr * k4 + pc) * 64;
-                    int64_t col = jr * 16;
-                    __m256i cs0 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col));
-                    __m256i cs1 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8));
-                    __m256i zs0 = _mm256_mullo_epi32(za, cs0), zs1 = _mm256_mullo_epi32(za, cs1);
                     for (int64_t ir = ic; ir < ie; ir += EB_MR) {
                         int mr = ie - ir < EB_MR ? (int)(ie - ir) : EB_MR;
                         int32_t *part =
                             partial + (((ir - ic) / EB_MR) * NCP + (jr - jc)) * (EB_MR * 16);
-                        jb->uk8[mr](kc, jb->a8 + ir * lda + 4 * pc, lda, b, first ? NULL : part,
-                                last ? tile : part);
-                        if (last) {
+                        jb->uk8[mr * (EB_VNNI_NZ + 1) + nz](kc, jb->a8 + ir * lda + 4 * pc, lda,
+                                                            b, ps, first ? NULL : part,
+                                                            last ? tile : part);
+                        if (!last) continue;
+                        for (int q = 0; q < nz; q++) {
+                            int64_t col = (jr + q) * 16;
+                            int32_t *t = tile + q * EB_MR * 16;
+                            __m256i cs0 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col));
+                            __m256i cs1 =
+                                _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8));
+                            __m256i zs0 = _mm256_mullo_epi32(za, cs0);
+                            __m256i zs1 = _mm256_mullo_epi32(za, cs1);
                             for (int i = 0; i < mr; i++) {
-                                __m256i *t = (__m256i *)(tile + 16 * i);
+                                __m256i *ti = (__m256i *)(t + 16 * i);
                                 if (row_zp) {
                                     __m256i z = _mm256_set1_epi32(row_zp[ir + i]);
                                     zs0 = _mm256_mullo_epi32(z, cs0);
                                     zs1 = _mm256_mullo_epi32(z, cs1);
                                 }
-                                _mm256_store_si256(t, _mm256_sub_epi32(_mm256_load_si256(t), zs0));
-                                _mm256_store_si256(t + 1,
-                                                   _mm256_sub_epi32(_mm256_load_si256(t + 1), zs1));
+                                _mm256_store_si256(ti, _mm256_sub_epi32(_mm256_load_si256(ti), zs0));
+                                _mm256_store_si256(ti + 1,
+                                                   _mm256_sub_epi32(_mm256_load_si256(ti + 1), zs1));
                             }
                             int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
-                            eb_epilogue_tile(jb->epi, tile, ir, col, mr, nr, jb->left, jb->right,
+                            eb_epilogue_tile(jb->epi, t, ir, col, mr, nr, jb->left, jb->right,
                                              jb->vec_requant);
                         }
                     }
@@ -510,7 +521,8 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     jb.k4 = (k + 3) / 4;
     jb.lda8 = (jb.k4 * 4 + 63) & ~(int64_t)63;
     jb.colsum = (const int32_t *)(packed + ((n + 15) / 16) * jb.k2 * 32);
-    jb.uk8 = eb_vnni_enabled ? EB_UKV : UK7;
+    jb.uk8 = eb_vnni_enabled ? &EB_UKV[0][0] : &UK7[0][0];
+    jb.group = eb_vnni_enabled ? EB_VNNI_NZ : 1;
     jb.epi = epi;
     jb.vec_requant = 1;
     int64_t npad = jb.panels * 16;
