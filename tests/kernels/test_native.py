@@ -64,7 +64,7 @@ def test_gemm_int32_exact_blocked(m, k, n):
     assert torch.equal(got.long(), ref_acc(a, w, 77))
 
 
-@pytest.mark.parametrize("k", [37, 1030])  # 1030: two K blocks (partial sums)
+@pytest.mark.parametrize("k", [37, 1030, 4100])  # several K blocks (partial sums) on AVX2, VNNI
 def test_every_tile_shape_exact(k):
     """Every microkernel tile: 1-6 rows x 1-4 panels (the VNNI kernels take up to 64 columns)."""
     g = torch.Generator().manual_seed(k)

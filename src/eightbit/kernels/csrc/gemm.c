@@ -34,6 +34,12 @@
 #ifndef KC4
 #define KC4 256 /* k-quads per K block of the 7-bit path (16 KiB micro-panel: measured faster than 8) */
 #endif
+#ifndef KCV
+/* k-quads per K block of the VNNI kernels: 4 panels x 1024 quads = 256 KiB of weights and 72 rows
+ * x 4 KiB of activations still fit Zen 4's 1 MiB L2, from which the 6x64 tile's loads (about
+ * 21 bytes per cycle) are served fast enough; K blocking only adds partial-sum round trips */
+#define KCV 1024
+#endif
 #ifndef MC
 #define MC 72 /* rows per M block */
 #endif
@@ -301,6 +307,7 @@ typedef struct {
     const eb_ukernel8_fn *uk8; /* UK7, or EB_UKV on VNNI CPUs (exact for 8-bit activations too),
                                   flattened [mr][nz] */
     int group;                 /* panels per microkernel call: 1 (UK7) or EB_VNNI_NZ */
+    int64_t kc4;               /* k-quads per K block: KC4 (UK7) or KCV */
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
     int vec_requant;
@@ -407,9 +414,9 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
         int64_t ie = ic + MC < m1 ? ic + MC : m1;
         for (int64_t jc = p0; jc < p1; jc += NCP) {
             int64_t je = jc + NCP < p1 ? jc + NCP : p1;
-            for (int64_t pc = 0; pc < k4 || pc == 0; pc += KC4) {
-                int64_t kc = k4 - pc < KC4 ? k4 - pc : KC4;
-                int first = pc == 0, last = pc + KC4 >= k4;
+            for (int64_t pc = 0; pc < k4 || pc == 0; pc += jb->kc4) {
+                int64_t kc = k4 - pc < jb->kc4 ? k4 - pc : jb->kc4;
+                int first = pc == 0, last = pc + jb->kc4 >= k4;
                 for (int64_t jr = jc; jr < je; jr += jb->group) {
                     int nz = je - jr < jb->group ? (int)(je - jr) : jb->group;
                     const int8_t *b = jb->quad + (jr * k4 + pc) * 64;
@@ -470,7 +477,7 @@ static void ensure_rows(job *jb, int64_t mb) {
 static void gemm_task(void *ctx, int64_t c) {
     job *jb = (job *)ctx;
     int32_t *partial = NULL;
-    if (jb->quad ? jb->k4 > KC4 : jb->k2 > KC2) {
+    if (jb->quad ? jb->k4 > jb->kc4 : jb->k2 > KC2) {
         size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
         partial = (int32_t *)eb_scratch(1, pbytes);
         if (!partial) {
@@ -523,6 +530,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     jb.colsum = (const int32_t *)(packed + ((n + 15) / 16) * jb.k2 * 32);
     jb.uk8 = eb_vnni_enabled ? &EB_UKV[0][0] : &UK7[0][0];
     jb.group = eb_vnni_enabled ? EB_VNNI_NZ : 1;
+    jb.kc4 = eb_vnni_enabled ? KCV : KC4;
     jb.epi = epi;
     jb.vec_requant = 1;
     int64_t npad = jb.panels * 16;
