@@ -176,18 +176,26 @@ def _backends_for(qp) -> list[str]:
 @given(shape=shapes, seed=st.integers(0, 2**16), qrange=st.sampled_from(sorted(QRANGES)))
 def test_linear_quantized_fp32_is_linear_fp32_on_quantized_input(isa, shape, seed, qrange):
     """uint8 in, fp32 out: bit-identical to the reference's, and to the same backend's fp32-in
-    method on any input that quantizes to it, on every backend (both kernel sets)."""
+    method on any input that quantizes to it, on every backend (both kernel sets); fp32 in,
+    uint8 out: the quantize + requantize composition."""
     m, k, n = shape
     layer = random_layer(n, k, seed)
     qp = QRANGES[qrange]
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 3
     x_q = quantize(x, qp)
-    expected = prepare_linear(layer, "reference").linear_quantized_fp32(x_q, qp)
+    reference = prepare_linear(layer, "reference")
+    expected = reference.linear_quantized_fp32(x_q, qp)
+    out_qp = qparams_from_range(-6.0, 4.0)
     for backend in _backends_for(qp):
         kernel = prepare_linear(layer, backend)
         got = kernel.linear_quantized_fp32(x_q, qp)
         assert torch.equal(got, kernel.linear_fp32(x, qp)), backend
         assert torch.equal(kernel.quantize_input(x, qp), x_q), backend
+        for activation in ("none", "relu"):  # fp32 in, uint8 out (fused on avx2)
+            requant = kernel.linear_requant_from_fp32(x, qp, out_qp, activation)
+            assert torch.equal(requant, kernel.linear_requant(x_q, qp, out_qp, activation))
+            if backend != "fbgemm":
+                assert torch.equal(requant, reference.linear_requant(x_q, qp, out_qp, activation))
         if backend == "fbgemm":  # float epilogue of its own (module docstring)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
         else:

@@ -108,7 +108,7 @@ class IntegerFeedForward(nn.Module):
         self.fc1, self.fc2 = fc1, fc2
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.fc1.forward_quantized(self.fc1.quantize_input(x))  # uint8, ReLU'd
+        hidden = self.fc1.forward_requantized(x)  # uint8, ReLU in the clamp
         return self.fc2.forward_from_quantized(hidden)
 
 

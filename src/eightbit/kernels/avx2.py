@@ -111,6 +111,21 @@ class Avx2Linear(PreparedLinear):
             seven_bit=input_qp.qmax <= 127,  # x_q is clamped to [qmin, qmax] by its producer
         )
 
+    def linear_requant_from_fp32(
+        self,
+        x: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
+        bias, m0, shift = self._requant_params(input_qp, output_qp)
+        lo, hi = activation_bounds(output_qp, activation)
+        return native.linear_static_requant(
+            x, scale, zero_point, qmin, qmax, self._packed, bias, m0, shift,
+            int(output_qp.zero_point), lo, hi, output_qp.dtype,
+        )  # fmt: skip
+
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         w = self.qweight
         return native.linear_dynamic(x, self._packed, w.scale, w.bias, per_row=per_token)

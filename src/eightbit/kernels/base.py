@@ -124,6 +124,19 @@ class PreparedLinear(ABC):
     ) -> Tensor:
         """Static INT8 in, INT8 out: uint8 ``x_q`` (M, K) -> ``output_qp.dtype`` (M, N)."""
 
+    def linear_requant_from_fp32(
+        self,
+        x: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        """Static, fp32 in, INT8 out: ``linear_requant(quantize_input(x))``, which fast
+        backends fuse (the first layer of an integer chain)."""
+        return self.linear_requant(
+            self.quantize_input(x, input_qp), input_qp, output_qp, activation
+        )
+
     @abstractmethod
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         """Dynamic: input range measured on ``x`` (per tensor or per row), fp32 (M, N)."""

@@ -178,7 +178,7 @@ class QuantLinear(nn.Module):
         if self.mode == "dynamic":
             out = self.kernel().linear_dynamic(rows, self.per_token)
         elif self.has_output_qparams:  # the same uint8 an integer chain computes, dequantized
-            out = dequantize(self.forward_quantized(self.quantize_input(rows)), self.output_qparams)
+            out = dequantize(self._requantized(rows), self.output_qparams)
         else:
             out = self.kernel().linear_fp32(rows, self.input_qparams)
         if self.activation != "none" and not self.has_output_qparams:  # fused, in float here
@@ -198,6 +198,19 @@ class QuantLinear(nn.Module):
             rows, self.input_qparams, self.output_qparams, self.activation
         )
         return out.reshape(*x_q.shape[:-1], self.out_features)
+
+    def forward_requantized(self, x: Tensor) -> Tensor:
+        """fp32 in, uint8 out (output qparams): the first layer of an integer chain (its
+        quantize fused into the kernel where the backend can)."""
+        if self.mode != "static" or not self.has_output_qparams:
+            raise ValueError("forward_requantized needs a static layer with output qparams")
+        out = self._requantized(x.reshape(-1, self.in_features).float().contiguous())
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _requantized(self, rows: Tensor) -> Tensor:
+        return self.kernel().linear_requant_from_fp32(
+            rows, self.input_qparams, self.output_qparams, self.activation
+        )
 
     def forward_from_quantized(self, x_q: Tensor) -> Tensor:
         """uint8 in (input qparams), fp32 out: the last layer of an integer chain. Equals
