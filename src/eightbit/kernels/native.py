@@ -450,10 +450,7 @@ def linear_static_fp32(
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static_qparams(scale, qmin, qmax)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
         pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
@@ -550,10 +547,7 @@ def linear_static_requant(
     m, pa = _check_input(x, "x", torch.float32, packed)
     n = packed.n
     b, mp, sp, signed = _requant_epilogue(n, bias_i32, m0, shift, out_zp, lo, hi, out_dtype)
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static_qparams(scale, qmin, qmax)
     out = torch.empty(m, n, dtype=out_dtype)
     status = _load().eb_linear_f32_requant(
         pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
@@ -565,6 +559,13 @@ def linear_static_requant(
     return out
 
 
+def _check_static_qparams(scale: float, qmin: int, qmax: int) -> None:
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 <= qmin <= qmax <= 255:
+        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+
+
 def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255) -> Tensor:
     """uint8 ``clamp(round_half_even(x / scale) + zp, qmin, qmax)`` (float32 division), any
     shape; bit-exact with :func:`eightbit.core.ops.quantize`. NaN maps to ``qmin``."""
@@ -572,10 +573,7 @@ def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255
         raise ValueError("x must be a float32 CPU tensor")
     if not x.is_contiguous():
         raise ValueError("x must be contiguous")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static_qparams(scale, qmin, qmax)
     out = torch.empty(x.shape, dtype=torch.uint8)
     _load().eb_quantize_u8(
         x.data_ptr(), x.numel(), scale, _check_zp(zp), qmin, qmax, out.data_ptr()
