@@ -24,7 +24,7 @@ class TinyMLP(nn.Module):
         return self.fc2(self.act(self.fc1(self.embed(ids)))).mean(dim=1)
 
 
-def tiny_marian():
+def tiny_marian(activation: str = "gelu"):
     from transformers import MarianConfig, MarianMTModel
 
     torch.manual_seed(0)
@@ -43,6 +43,7 @@ def tiny_marian():
         eos_token_id=0,
         decoder_start_token_id=63,
         share_encoder_decoder_embeddings=True,
+        activation_function=activation,
     )
     return MarianMTModel(config).eval()
 

@@ -5,6 +5,8 @@
 * :func:`fuse_activations`: after conversion, a ReLU/ReLU6 that follows a static INT8 Linear
   becomes part of the requantization clamp, and consecutive INT8 layers of an ``nn.Sequential``
   are chained in uint8 (:func:`run_integer`), with no dequantize/quantize in between.
+* :func:`chain_feed_forward`: the same for the ``fc1 -> ReLU -> fc2`` feed-forward blocks of
+  Transformer layers (Marian/BART layout), which :func:`eightbit.convert` applies.
 """
 
 from __future__ import annotations
@@ -78,6 +80,46 @@ def run_integer(seq: nn.Sequential, x: Tensor) -> Tensor:
     for layer in layers[:-1]:
         q = layer.forward_quantized(q)
     last = layers[-1]
-    if not hasattr(last, "output_scale"):
-        return last.kernel().linear_fp32(dequantize(q, last.input_qparams), last.input_qparams)
+    if not last.has_output_qparams:
+        return last.forward_from_quantized(q)
     return dequantize(last.forward_quantized(q), last.output_qparams)
+
+
+def _chainable(fc1: object, activation: object, fc2: object) -> bool:
+    static = all(isinstance(m, QuantLinear) and m.mode == "static" for m in (fc1, fc2))
+    return static and type(activation) is nn.ReLU
+
+
+def chain_feed_forward(model: nn.Module, enabled: bool = True) -> int:
+    """Chain every ``fc1 -> ReLU -> fc2`` block (modules with ``fc1``, ``activation_fn`` and
+    ``fc2``, as in Marian/BART layers) whose two projections are static INT8 in uint8.
+
+    ``fc1`` gets ``fc2``'s input qparams as its output qparams and ReLU in its clamp: it
+    requantizes straight to the uint8 ``fc2`` reads (``forward`` returns those levels dequantized,
+    which ``fc2`` quantizes back exactly; the eightbit engine hands over the uint8 itself).
+    Blocks that no longer qualify (an ``fc2`` swapped back to FP32), or every block with
+    ``enabled=False``, are unchained (fc1 back to its fp32 epilogue), so this can be rerun after
+    any module swap. Returns the number of chained blocks."""
+    chained = 0
+    for module in model.modules():
+        fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
+        if not isinstance(fc1, QuantLinear):
+            continue
+        if enabled and _chainable(fc1, getattr(module, "activation_fn", None), fc2):
+            fc1.activation = "relu"
+            fc1.set_output_qparams(fc2.input_qparams)
+            chained += 1
+        elif fc1.has_output_qparams:
+            fc1.activation = "none"
+            fc1.clear_output_qparams()
+    return chained
+
+
+def is_chained(fc1: nn.Module, fc2: nn.Module) -> bool:
+    """Whether ``fc1`` requantizes to exactly the uint8 input ``fc2`` expects."""
+    if not (isinstance(fc1, QuantLinear) and isinstance(fc2, QuantLinear)):
+        return False
+    if not (fc1.has_output_qparams and fc2.mode == "static" and fc1.activation == "relu"):
+        return False
+    names = ("scale", "zero_point", "qrange")
+    return all(torch.equal(getattr(fc1, f"output_{n}"), getattr(fc2, f"input_{n}")) for n in names)

@@ -66,7 +66,7 @@ def _module_record(module: nn.Module) -> dict[str, Any] | None:
             "mode": module.mode,
             "has_bias": module.bias is not None,
             "per_token": module.per_token,
-            "has_output_qparams": hasattr(module, "output_scale"),
+            "has_output_qparams": module.has_output_qparams,
             "backend": module.backend,
             "activation": module.activation,
         }

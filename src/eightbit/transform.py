@@ -2,7 +2,8 @@
 
 Post-training (Bhandare et al. 2019): :func:`prepare` inserts observers in front of every selected
 ``nn.Linear``, :func:`calibrate` runs real inputs through it, :func:`convert` swaps in INT8
-modules. Quantization-aware training (Q8BERT): :func:`prepare_qat` inserts fake-quant modules,
+modules (and chains ReLU feed-forward blocks in uint8, :func:`eightbit.fusion.chain_feed_forward`).
+Quantization-aware training (Q8BERT): :func:`prepare_qat` inserts fake-quant modules,
 the user fine-tunes, :func:`convert` is the same. :func:`quantize` does the whole PTQ flow.
 """
 
@@ -20,6 +21,7 @@ from torch import nn
 from eightbit.calibration import Observer, ObserverConfig, make_observer
 from eightbit.config import AUTO, QATConfig, QuantConfig
 from eightbit.errors import EightbitError
+from eightbit.fusion import chain_feed_forward
 from eightbit.kernels import resolve_backend
 from eightbit.nn import FakeQuantEmbedding, FakeQuantLinear, QuantEmbedding, QuantLinear
 from eightbit.nn.weights import weight_qparams
@@ -199,6 +201,7 @@ def convert(model: nn.Module, backend: str | None = None, inplace: bool = False)
         return None
 
     _swap_modules(model, make)
+    chain_feed_forward(model)  # fc1 -> ReLU -> fc2 in uint8 (no dequantize/quantize between)
     model._eightbit_config = config
     return model
 

@@ -14,6 +14,7 @@ from eightbit.core import (
     qrange,
     quantize,
 )
+from eightbit.kernels import native
 
 finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
 
@@ -111,3 +112,25 @@ def test_reduce_range_uses_seven_bits():
     assert (qparams_from_range(-1.0, 1.0, reduce_range=True).qmax) == 127
     qp = qparams_from_range(-1.0, 1.0, dtype=torch.int8, reduce_range=True)
     assert (qp.qmin, qp.qmax) == (-64, 63)
+
+
+@given(
+    scale=st.floats(2.0**-30, 2.0**20, width=32),
+    zero_point=st.integers(0, 255),
+    symmetric=st.booleans(),
+)
+def test_quantize_recovers_every_dequantized_level_exactly(scale, zero_point, symmetric):
+    """The integer FFN chain on the module path dequantizes fc1's uint8 output and fc2 quantizes
+    it again: fl(fl(k * s) / s) lies within a few ulp of the integer k, far from a rounding tie,
+    so every level comes back exactly (core quantize and the native kernel's alike)."""
+    qmin = 1 if symmetric else 0
+    qp = QParams(
+        torch.tensor(scale), torch.tensor(max(zero_point, qmin), dtype=torch.int32),
+        torch.uint8, qmin, 255,
+    )  # fmt: skip
+    levels = torch.arange(qmin, 256, dtype=torch.uint8)
+    values = dequantize(levels, qp)
+    assert torch.equal(quantize(values, qp), levels)
+    if native.is_available():
+        got = native.quantize_u8(values, float(qp.scale), int(qp.zero_point), qmin, 255)
+        assert torch.equal(got, levels)

@@ -8,12 +8,10 @@ import torch
 import eightbit
 from eightbit.config import QuantConfig
 from eightbit.engine import build_plan, generate
+from eightbit.engine.fuse import IntegerFeedForward
 from eightbit.engine.search import trim_to_longest
-from eightbit.models.marian import calibration_run, generate_batch
-from tests.engine.conftest import PAD, source_batch
-
-LENGTHS = [9, 3, 7, 5, 12, 4]
-LIMIT = 20
+from eightbit.models.marian import generate_batch
+from tests.engine.conftest import LENGTHS, LIMIT, PAD, source_batch, static_int8
 
 
 def _with_eos_bias(model, bias: float):
@@ -23,32 +21,18 @@ def _with_eos_bias(model, bias: float):
     return biased
 
 
-def _static_int8(model):
-    batches = []
-    for seed in range(3):
-        batch = source_batch(LENGTHS, seed)
-        target = source_batch([LIMIT] * len(LENGTHS), seed + 10)
-        batches.append(
-            {
-                **batch,
-                "decoder_input_ids": target["input_ids"][:, :-1],
-                "decoder_attention_mask": target["attention_mask"][:, :-1],
-            }
-        )
-    config = QuantConfig(method="minmax")
-    return eightbit.quantize(model, batches, config, run=calibration_run, progress=False)
-
-
-@pytest.fixture(scope="module", params=["fp32", "dynamic", "static"])
-def models(request, tiny_model):
-    """The tiny model at one precision, by EOS bias (0: it rarely stops; 2: some stop early)."""
+@pytest.fixture(scope="module", params=["fp32", "dynamic", "static", "static-relu"])
+def models(request, tiny_model, tiny_relu_model):
+    """The tiny model at one precision, by EOS bias (0: it rarely stops; 2: some stop early);
+    ``static-relu``: the ReLU model, whose feed-forward blocks run in uint8."""
     built = {}
     for bias in (0.0, 2.0):
-        model = _with_eos_bias(tiny_model, bias)
+        base = tiny_relu_model if request.param == "static-relu" else tiny_model
+        model = _with_eos_bias(base, bias)
         if request.param == "dynamic":
             model = eightbit.quantize(model, None, QuantConfig(method="dynamic"), progress=False)
-        elif request.param == "static":
-            model = _static_int8(model)
+        elif request.param.startswith("static"):
+            model = static_int8(model)
         built[bias] = model
     return built
 
@@ -81,3 +65,34 @@ def test_trim_to_longest_cuts_after_the_last_end_of_sentence():
     ids = torch.tensor([[9, 4, 0, 9, 9], [9, 5, 6, 0, 9]])
     assert trim_to_longest(ids, 0).tolist() == [[9, 4, 0, 9], [9, 5, 6, 0]]
     assert trim_to_longest(torch.tensor([[9, 4, 5]]), 0).shape == (1, 3)
+
+
+def test_static_relu_feed_forward_runs_in_uint8(tiny_relu_model):
+    """The engine hands fc1's uint8 straight to fc2 (fc2 never quantizes), the model's own
+    modules dequantize and quantize again, and both give the same tokens."""
+    model = static_int8(_with_eos_bias(tiny_relu_model, 2.0))
+    plan = build_plan(model)
+    assert all(isinstance(layer.feed_forward, IntegerFeedForward) for layer in plan.layers)
+    fc2 = model.model.decoder.layers[0].fc2
+    calls = {"quantize": 0, "uint8 in": 0}
+    kernel = fc2.kernel()
+    quantize_input, from_uint8 = kernel.quantize_input, kernel.linear_quantized_fp32
+
+    def counting_quantize(*args):
+        calls["quantize"] += 1
+        return quantize_input(*args)
+
+    def counting_from_uint8(*args):
+        calls["uint8 in"] += 1
+        return from_uint8(*args)
+
+    kernel.quantize_input, kernel.linear_quantized_fp32 = counting_quantize, counting_from_uint8
+    kernel.linear_fp32 = None  # the fp32-input path must not run either
+    batch = source_batch(LENGTHS)
+    for beam in (1, 2):
+        got = generate(plan, batch, beam, LIMIT)
+        assert calls["quantize"] == 0 and calls["uint8 in"] > 0
+        del kernel.linear_fp32  # the HF module path: fc2.forward on fc1's dequantized output
+        assert torch.equal(got, generate_batch(model, batch, beam, LIMIT))
+        kernel.linear_fp32 = None
+        calls.update(quantize=0, **{"uint8 in": 0})

@@ -123,6 +123,9 @@ def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
     ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
     assert torch.equal(fast.linear_fp32(x, in_qp), ref.linear_fp32(x, in_qp))
     x_q = quantize(x, in_qp)
+    assert torch.equal(fast.quantize_input(x, in_qp), x_q)
+    uint8_in = fast.linear_quantized_fp32(x_q, in_qp)
+    assert torch.equal(uint8_in, ref.linear_quantized_fp32(x_q, in_qp))
     for activation in ("none", "relu"):
         assert torch.equal(
             fast.linear_requant(x_q, in_qp, out_qp, activation),
@@ -146,11 +149,57 @@ def test_avx2_seven_bit_path_is_bit_exact_with_the_reference(isa, shape, seed):
     ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
     assert torch.equal(fast.linear_fp32(x, in_qp), ref.linear_fp32(x, in_qp))
     x_q = quantize(x, in_qp)
+    assert torch.equal(fast.quantize_input(x, in_qp), x_q)
+    uint8_in = fast.linear_quantized_fp32(x_q, in_qp)
+    assert torch.equal(uint8_in, ref.linear_quantized_fp32(x_q, in_qp))
     for activation in ("none", "relu"):
         assert torch.equal(
             fast.linear_requant(x_q, in_qp, out_qp, activation),
             ref.linear_requant(x_q, in_qp, out_qp, activation),
         )
+
+
+QRANGES = {
+    "affine": qparams_from_range(-2.5, 3.5),
+    "post-relu": qparams_from_range(0.0, 4.0),  # zero point 0: what fc2 of a ReLU block sees
+    "symmetric": qparams_from_range(-2.5, 3.5, symmetric=True, narrow=True),  # [1, 255]
+    "seven-bit": qparams_from_range(-2.5, 3.5, reduce_range=True),
+}
+
+
+def _backends_for(qp) -> list[str]:
+    names = ["reference"] + (["avx2"] if native.is_available() else [])
+    return names + (["fbgemm"] if qp.qmax - qp.qmin <= 127 else [])
+
+
+@isa_settings
+@given(shape=shapes, seed=st.integers(0, 2**16), qrange=st.sampled_from(sorted(QRANGES)))
+def test_linear_quantized_fp32_is_linear_fp32_on_quantized_input(isa, shape, seed, qrange):
+    """uint8 in, fp32 out: bit-identical to the reference's, and to the same backend's fp32-in
+    method on any input that quantizes to it, on every backend (both kernel sets); fp32 in,
+    uint8 out: the quantize + requantize composition."""
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    qp = QRANGES[qrange]
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 3
+    x_q = quantize(x, qp)
+    reference = prepare_linear(layer, "reference")
+    expected = reference.linear_quantized_fp32(x_q, qp)
+    out_qp = qparams_from_range(-6.0, 4.0)
+    for backend in _backends_for(qp):
+        kernel = prepare_linear(layer, backend)
+        got = kernel.linear_quantized_fp32(x_q, qp)
+        assert torch.equal(got, kernel.linear_fp32(x, qp)), backend
+        assert torch.equal(kernel.quantize_input(x, qp), x_q), backend
+        for activation in ("none", "relu"):  # fp32 in, uint8 out (fused on avx2)
+            requant = kernel.linear_requant_from_fp32(x, qp, out_qp, activation)
+            assert torch.equal(requant, kernel.linear_requant(x_q, qp, out_qp, activation))
+            if backend != "fbgemm":
+                assert torch.equal(requant, reference.linear_requant(x_q, qp, out_qp, activation))
+        if backend == "fbgemm":  # float epilogue of its own (module docstring)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+        else:
+            assert torch.equal(got, expected), backend
 
 
 @avx2_only

@@ -58,6 +58,6 @@ def step(plan: DecoderPlan, cache: DecoderCache, tokens: Tensor) -> Tensor:
             q, keys, values, attn_mask=cache.cross_mask, scale=scale
         )
         x = layer.cross_norm(x + layer.cross_out(attended.view(rows, d_model)))
-        x = layer.final_norm(x + layer.fc2(layer.activation(layer.fc1(x))))
+        x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
     return plan.lm_head(x) + plan.logits_bias

@@ -1,10 +1,15 @@
-"""Fuse linear layers that read the same input into one wider layer (one GEMM, one quantize).
+"""Fuse linear layers that read the same input into one wider layer (one GEMM, one quantize),
+and run chained feed-forward blocks in uint8.
 
 Attention's Q, K and V projections (and cross-attention's K and V) all read one tensor. Stacking
 their weights along the output dimension gives one GEMM instead of three; for static INT8 layers
 the input is also quantized once instead of three times. Every output column is computed exactly
 as before (per-channel weight scales and int32 accumulation are column-wise), so fusing never
 changes a result; layers that cannot be fused exactly are left separate.
+
+A feed-forward block chained by :func:`eightbit.fusion.chain_feed_forward` runs as one quantize,
+``fc1``'s requantization to uint8 (ReLU in its clamp) and ``fc2``'s fp32 epilogue on that uint8:
+the very values the model's own modules compute, without their dequantize/quantize in between.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from eightbit.fusion import is_chained
 from eightbit.nn import QuantLinear
 
 
@@ -46,7 +52,7 @@ def _same_input_quantization(layers: Sequence[QuantLinear]) -> bool:
     keys = ("mode", "per_token", "backend", "activation")
     if any(getattr(m, k) != getattr(first, k) for m in layers for k in keys):
         return False
-    if first.activation != "none" or any(hasattr(m, "output_scale") for m in layers):
+    if first.activation != "none" or any(m.has_output_qparams for m in layers):
         return False
     if first.mode == "dynamic":
         return True  # the range is measured on the shared input: equal by construction
@@ -81,3 +87,33 @@ def fuse_linears(layers: Sequence[nn.Module]) -> nn.Module:
     if all(isinstance(m, QuantLinear) for m in layers) and _same_input_quantization(layers):  # type: ignore[arg-type]
         return _fuse_quantized(layers)  # type: ignore[arg-type]
     return SplitLinears(layers)
+
+
+class FeedForward(nn.Module):
+    """``fc2(activation(fc1(x)))``, the model's own modules."""
+
+    def __init__(self, fc1: nn.Module, activation: nn.Module, fc2: nn.Module) -> None:
+        super().__init__()
+        self.fc1, self.activation, self.fc2 = fc1, activation, fc2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+class IntegerFeedForward(nn.Module):
+    """A chained INT8 block: fp32 in, uint8 between ``fc1`` and ``fc2``, fp32 out."""
+
+    def __init__(self, fc1: QuantLinear, fc2: QuantLinear) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = fc1, fc2
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.fc1.forward_requantized(x)  # uint8, ReLU in the clamp
+        return self.fc2.forward_from_quantized(hidden)
+
+
+def feed_forward(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) -> nn.Module:
+    """The block ``fc2(activation(fc1(x)))``, in uint8 between the projections when chained."""
+    if is_chained(fc1, fc2):  # fc1's clamp holds the ReLU
+        return IntegerFeedForward(fc1, fc2)  # type: ignore[arg-type]
+    return FeedForward(fc1, activation, fc2)

@@ -2,7 +2,8 @@
 
 Built once per model from a Hugging Face ``MarianMTModel`` (FP32, or INT8 from
 :func:`eightbit.quantize`: the layers are whatever modules the model holds, ``nn.Linear`` or
-``QuantLinear``). Projections reading one input are fused (:mod:`eightbit.engine.fuse`).
+``QuantLinear``). Projections reading one input are fused, chained feed-forward blocks run in
+uint8 (:mod:`eightbit.engine.fuse`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from eightbit.engine.fuse import fuse_linears
+from eightbit.engine.fuse import feed_forward, fuse_linears
 from eightbit.errors import EightbitError
 from eightbit.nn import QuantLinear
 
@@ -33,9 +34,7 @@ class DecoderLayerPlan:
     cross_kv: nn.Module  # (rows, d) -> (rows, 2d), run once per batch on the encoder states
     cross_out: nn.Module
     cross_norm: nn.LayerNorm
-    fc1: nn.Module
-    activation: nn.Module  # the model's own (ReLU for Marian)
-    fc2: nn.Module
+    feed_forward: nn.Module  # fc2(activation(fc1(x))), uint8 inside when chained
     final_norm: nn.LayerNorm
 
 
@@ -108,9 +107,7 @@ def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
         cross_kv=fuse_linears([cross.k_proj, cross.v_proj]),
         cross_out=cross.out_proj,
         cross_norm=layer.encoder_attn_layer_norm,
-        fc1=layer.fc1,
-        activation=layer.activation_fn,
-        fc2=layer.fc2,
+        feed_forward=feed_forward(layer.fc1, layer.activation_fn, layer.fc2),
         final_norm=layer.final_layer_norm,
     )
 

@@ -36,6 +36,8 @@ class Avx2Linear(PreparedLinear):
         self._input_key: tuple[int, int, int] | None = None
         self._input_qp: QParams | None = None
         self._input_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
+        self._out_scale_key: tuple[int, int, int] | None = None
+        self._out_scale = qweight.scale
 
     def _input_params(self, qp: QParams) -> tuple[float, int, int, int]:
         """(scale, zero point, qmin, qmax) as Python numbers, checked; cached for the last qparams
@@ -55,9 +57,21 @@ class Avx2Linear(PreparedLinear):
             return native.linear_static_fp32(
                 x, scale, zero_point, self._packed, w.scale, w.bias, qmin, qmax
             )
-        x_q = native.quantize_u8(x, scale, zero_point, qmin, qmax)
-        out_scale = input_qp.scale * w.scale
-        return native.linear_fp32_out(x_q, zero_point, self._packed, out_scale, w.bias)
+        return self.linear_quantized_fp32(self.quantize_input(x, input_qp), input_qp)
+
+    def quantize_input(self, x: Tensor, input_qp: QParams) -> Tensor:
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
+        return native.quantize_u8(x.contiguous(), scale, zero_point, qmin, qmax)
+
+    def linear_quantized_fp32(self, x_q: Tensor, input_qp: QParams) -> Tensor:
+        w = self.qweight
+        _, zero_point, _, qmax = self._input_params(input_qp)
+        if self._out_scale_key != self._input_key:  # S_x * S_w, once per input qparams
+            self._out_scale = input_qp.scale * w.scale
+            self._out_scale_key = self._input_key
+        return native.linear_fp32_out(
+            x_q, zero_point, self._packed, self._out_scale, w.bias, seven_bit=qmax <= 127
+        )
 
     def _requant_params(self, input_qp: QParams, output_qp: QParams) -> tuple[Tensor, ...]:
         key = (float(input_qp.scale), float(output_qp.scale))
@@ -96,6 +110,21 @@ class Avx2Linear(PreparedLinear):
             output_qp.dtype,
             seven_bit=input_qp.qmax <= 127,  # x_q is clamped to [qmin, qmax] by its producer
         )
+
+    def linear_requant_from_fp32(
+        self,
+        x: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
+        bias, m0, shift = self._requant_params(input_qp, output_qp)
+        lo, hi = activation_bounds(output_qp, activation)
+        return native.linear_static_requant(
+            x, scale, zero_point, qmin, qmax, self._packed, bias, m0, shift,
+            int(output_qp.zero_point), lo, hi, output_qp.dtype,
+        )  # fmt: skip
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         w = self.qweight

@@ -4,7 +4,8 @@ Every backend computes the same integer arithmetic (Jacob et al. 2018, eq. 7-9):
 ``acc[m, n] = sum_k (x_q[m, k] - Z_x) * w_q[n, k]`` in int32 (weights are symmetric, ``Z_w = 0``),
 then one of three epilogues:
 
-* ``fp32``: ``acc * (S_x * S_w[n]) + bias[n]`` (dequantized output),
+* ``fp32``: ``acc * (S_x * S_w[n]) + bias[n]`` (dequantized output), from fp32 input
+  (``linear_fp32``, quantizing it first) or from uint8 input (``linear_quantized_fp32``),
 * ``requant``: ``clamp(Z_out + M[n] * (acc + bias_q[n]))`` with the fixed-point multiplier
   ``M = S_x * S_w / S_out`` and the int32 bias ``bias_q = round(bias / (S_x * S_w))``,
 * ``dynamic``: the input range is measured per call (per tensor or per token), output fp32.
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from eightbit.core.fixedpoint import Activation
+from eightbit.core.ops import quantize
 from eightbit.core.qparams import QParams
 from eightbit.errors import EightbitError
 
@@ -102,6 +104,17 @@ class PreparedLinear(ABC):
         """Static: quantize fp32 ``x`` (M, K) with ``input_qp``, INT8 GEMM, fp32 (M, N)."""
 
     @abstractmethod
+    def linear_quantized_fp32(self, x_q: Tensor, input_qp: QParams) -> Tensor:
+        """Static, INT8 in, fp32 out: uint8 ``x_q`` (M, K) already quantized with ``input_qp``
+        (values within its ``[qmin, qmax]``), INT8 GEMM, fp32 (M, N). Equals
+        ``linear_fp32(x)`` for any ``x`` that quantizes to ``x_q``."""
+
+    def quantize_input(self, x: Tensor, input_qp: QParams) -> Tensor:
+        """fp32 ``x`` (any shape) -> the uint8 ``linear_requant`` / ``linear_quantized_fp32``
+        take; identical on every backend (round half to even, then clamp)."""
+        return quantize(x, input_qp)
+
+    @abstractmethod
     def linear_requant(
         self,
         x_q: Tensor,
@@ -110,6 +123,19 @@ class PreparedLinear(ABC):
         activation: Activation = "none",
     ) -> Tensor:
         """Static INT8 in, INT8 out: uint8 ``x_q`` (M, K) -> ``output_qp.dtype`` (M, N)."""
+
+    def linear_requant_from_fp32(
+        self,
+        x: Tensor,
+        input_qp: QParams,
+        output_qp: QParams,
+        activation: Activation = "none",
+    ) -> Tensor:
+        """Static, fp32 in, INT8 out: ``linear_requant(quantize_input(x))``, which fast
+        backends fuse (the first layer of an integer chain)."""
+        return self.linear_requant(
+            self.quantize_input(x, input_qp), input_qp, output_qp, activation
+        )
 
     @abstractmethod
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:

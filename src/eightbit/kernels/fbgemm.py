@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from eightbit.core.fixedpoint import Activation, activation_bounds
+from eightbit.core.ops import dequantize
 from eightbit.core.qparams import QParams, nudged_range
 from eightbit.kernels.base import (
     PreparedLinear,
@@ -54,6 +55,11 @@ class FbgemmLinear(PreparedLinear):
             int(input_qp.zero_point),
             self._packed,
         )
+
+    def linear_quantized_fp32(self, x_q: Tensor, input_qp: QParams) -> Tensor:
+        # fbgemm's only fp32-output op takes fp32 input: hand it the dequantized values, which
+        # it quantizes back to exactly x_q (|fl(fl(q * s) / s) - q| is far below one half)
+        return self.linear_fp32(dequantize(x_q, input_qp), input_qp)
 
     def linear_requant(
         self,

@@ -162,6 +162,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_linear_f32_static": "pfiiillppilpppi",
     "eb_linear_f32_dynamic": "pillppilpppppi",
     "eb_linear_u8_requant": "pillppilpppiiiipi",
+    "eb_linear_f32_requant": "pfiiillppilpppiiiipi",
     "eb_set_vnni": "i",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
@@ -449,10 +450,7 @@ def linear_static_fp32(
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static_qparams(scale, qmin, qmax)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
         pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
@@ -462,6 +460,36 @@ def linear_static_fp32(
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
+
+
+def _requant_epilogue(
+    n: int,
+    bias_i32: Tensor | None,
+    m0: Tensor,
+    shift: Tensor,
+    out_zp: int,
+    lo: int,
+    hi: int,
+    out_dtype: torch.dtype,
+) -> tuple[int | None, int | None, int | None, int]:
+    """Checked pointers of the requantization arguments, and the signed flag."""
+    b = _check_vec(bias_i32, "bias_i32", torch.int32, n)
+    mp = _check_vec(m0, "m0", torch.int32, n)
+    sp = _check_vec(shift, "shift", torch.int32, n)
+    if n and (int(shift.min()) < -31 or int(shift.max()) > 62):
+        raise ValueError("shift must be in [-31, 62]")
+    if out_dtype == torch.uint8:
+        qmin, qmax, signed = 0, 255, 0
+    elif out_dtype == torch.int8:
+        qmin, qmax, signed = -128, 127, 1
+    else:
+        raise ValueError(f"out_dtype must be torch.uint8 or torch.int8, got {out_dtype}")
+    if not qmin <= out_zp <= qmax or not qmin <= lo <= hi <= qmax:
+        raise ValueError(
+            f"need {qmin} <= lo <= hi <= {qmax} and out_zp in range, got lo={lo} hi={hi} "
+            f"out_zp={out_zp}"
+        )
+    return b, mp, sp, signed
 
 
 def linear_requant(
@@ -486,22 +514,7 @@ def linear_requant(
     """
     m, pa = _check_input(a_q, "a_q", torch.uint8, packed)
     n = packed.n
-    b = _check_vec(bias_i32, "bias_i32", torch.int32, n)
-    mp = _check_vec(m0, "m0", torch.int32, n)
-    sp = _check_vec(shift, "shift", torch.int32, n)
-    if n and (int(shift.min()) < -31 or int(shift.max()) > 62):
-        raise ValueError("shift must be in [-31, 62]")
-    if out_dtype == torch.uint8:
-        qmin, qmax, signed = 0, 255, 0
-    elif out_dtype == torch.int8:
-        qmin, qmax, signed = -128, 127, 1
-    else:
-        raise ValueError(f"out_dtype must be torch.uint8 or torch.int8, got {out_dtype}")
-    if not qmin <= out_zp <= qmax or not qmin <= lo <= hi <= qmax:
-        raise ValueError(
-            f"need {qmin} <= lo <= hi <= {qmax} and out_zp in range, got lo={lo} hi={hi} "
-            f"out_zp={out_zp}"
-        )
+    b, mp, sp, signed = _requant_epilogue(n, bias_i32, m0, shift, out_zp, lo, hi, out_dtype)
     out = torch.empty(m, n, dtype=out_dtype)
     status = _load().eb_linear_u8_requant(
         pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
@@ -513,6 +526,46 @@ def linear_requant(
     return out
 
 
+def linear_static_requant(
+    x: Tensor,
+    scale: float,
+    zp: int,
+    qmin: int,
+    qmax: int,
+    packed: PackedWeight,
+    bias_i32: Tensor | None,
+    m0: Tensor,
+    shift: Tensor,
+    out_zp: int,
+    lo: int,
+    hi: int,
+    out_dtype: torch.dtype = torch.uint8,
+) -> Tensor:
+    """Fused static linear, float32 in, INT8 out: quantize ``x`` (M, K) as
+    :func:`linear_static_fp32` does (the uint8 activations never reach memory), then the
+    requantization of :func:`linear_requant`; bit-exact with ``quantize_u8`` followed by it."""
+    m, pa = _check_input(x, "x", torch.float32, packed)
+    n = packed.n
+    b, mp, sp, signed = _requant_epilogue(n, bias_i32, m0, shift, out_zp, lo, hi, out_dtype)
+    _check_static_qparams(scale, qmin, qmax)
+    out = torch.empty(m, n, dtype=out_dtype)
+    status = _load().eb_linear_f32_requant(
+        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
+        packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, b, mp, sp, out_zp, lo, hi,
+        signed, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    return out
+
+
+def _check_static_qparams(scale: float, qmin: int, qmax: int) -> None:
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 <= qmin <= qmax <= 255:
+        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+
+
 def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255) -> Tensor:
     """uint8 ``clamp(round_half_even(x / scale) + zp, qmin, qmax)`` (float32 division), any
     shape; bit-exact with :func:`eightbit.core.ops.quantize`. NaN maps to ``qmin``."""
@@ -520,10 +573,7 @@ def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255
         raise ValueError("x must be a float32 CPU tensor")
     if not x.is_contiguous():
         raise ValueError("x must be contiguous")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static_qparams(scale, qmin, qmax)
     out = torch.empty(x.shape, dtype=torch.uint8)
     _load().eb_quantize_u8(
         x.data_ptr(), x.numel(), scale, _check_zp(zp), qmin, qmax, out.data_ptr()

@@ -43,8 +43,10 @@ class ReferenceLinear(PreparedLinear):
     """Slow, obviously-correct integer linear layer."""
 
     def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
+        return self.linear_quantized_fp32(quantize(x, input_qp), input_qp)
+
+    def linear_quantized_fp32(self, x_q: Tensor, input_qp: QParams) -> Tensor:
         check_input_qparams(input_qp)
-        x_q = quantize(x, input_qp)
         return self._dequantized(x_q, input_qp.zero_point, input_qp.scale)
 
     def linear_requant(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from eightbit.mixed.layer_error import OutputErrorMeter
-from eightbit.mixed.units import Unit, swapped
+from eightbit.mixed.units import Unit, feed_forward_unchained, swapped
 from eightbit.progress import progress as progress_bar
 
 Metric = Callable[[nn.Module], float]
@@ -53,9 +53,14 @@ def unit_sqnr(
     run: RunFn,
     progress: bool = True,
 ) -> dict[str, float]:
-    """SQNR (dB) of each unit's INT8 module against its FP32 module, on ``batches``."""
+    """SQNR (dB) of each unit's INT8 module against its FP32 module, on ``batches`` (feed-forward
+    chains undone meanwhile: a chained ``fc1`` outputs ReLU'd values)."""
     alternatives = {n: {"int8": int8.get_submodule(n)} for u in units for n in u.names}
-    with torch.no_grad(), OutputErrorMeter(fp32, alternatives) as meter:
+    with (
+        torch.no_grad(),
+        feed_forward_unchained(int8),
+        OutputErrorMeter(fp32, alternatives) as meter,
+    ):
         for batch in progress_bar(batches, "layer SQNR", "batch", progress):
             run(fp32, batch)
     return meter.pooled_sqnr({u.name: u.names for u in units}, "int8")

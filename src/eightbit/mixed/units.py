@@ -5,7 +5,9 @@ tied between ``model.shared``, ``encoder.embed_tokens`` and ``decoder.embed_toke
 that share one int8 copy), which is one unit; every other ``QuantLinear`` is a unit of its own
 (the output projection shares the table's weight too but is a different kind of layer, so it is
 a unit apart). Switching swaps module objects between the INT8 model and its FP32 original, so
-no layer is ever re-quantized: one calibration serves every mix.
+no layer is ever re-quantized: one calibration serves every mix. After each swap the uint8
+feed-forward chains are brought up to date (:func:`eightbit.fusion.chain_feed_forward`): an INT8
+``fc1`` requantizes to ``fc2``'s input only while that ``fc2`` is INT8 too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from eightbit.fusion import chain_feed_forward
 from eightbit.nn import QuantEmbedding, QuantLinear
 
 
@@ -48,11 +51,13 @@ def set_modules(model: nn.Module, modules: dict[str, nn.Module]) -> None:
     for name, module in modules.items():
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+    chain_feed_forward(model)
 
 
 def set_unit(model: nn.Module, unit: Unit, source: nn.Module) -> None:
     """Put ``source``'s modules at every name of ``unit`` in ``model``."""
     set_modules(model, modules_at(source, [unit]))
+    chain_feed_forward(source)  # modules now shared with ``model`` were rechained for it
 
 
 @contextmanager
@@ -65,3 +70,15 @@ def swapped(model: nn.Module, units: Iterable[Unit], source: nn.Module) -> Itera
         yield model
     finally:
         set_modules(model, saved)
+        chain_feed_forward(source)
+
+
+@contextmanager
+def feed_forward_unchained(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every INT8 ``fc1`` has its fp32 epilogue (so its output can be compared
+    with the FP32 layer's, before ReLU); chained again afterwards."""
+    chain_feed_forward(model, enabled=False)
+    try:
+        yield model
+    finally:
+        chain_feed_forward(model)

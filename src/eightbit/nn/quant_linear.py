@@ -3,7 +3,13 @@
 Holds only plain tensors (int8 weight, float32 scales, int32 bias), so it saves to safetensors and
 runs on any kernel backend. ``forward`` takes and returns fp32 (the drop-in path);
 ``forward_quantized`` takes uint8 and returns uint8 so consecutive quantized ops need no
-dequantize/quantize pair in between (Bhandare et al. 2019, section 4).
+dequantize/quantize pair in between (Bhandare et al. 2019, section 4), and
+``forward_from_quantized`` takes uint8 and returns fp32 (the end of such a chain).
+
+A static layer with output qparams computes its uint8 output (fixed-point requantization, fused
+ReLU clamp) on every path; ``forward`` then returns those levels dequantized, which the next
+layer's quantize maps back to exactly the same uint8, so the drop-in fp32 path and an integer
+chain give identical results.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from eightbit.core.fixedpoint import Activation
-from eightbit.core.ops import quantize
+from eightbit.core.ops import dequantize, quantize
 from eightbit.core.qparams import QParams, qparams_from_range
 from eightbit.kernels import PreparedLinear, QuantizedWeight, bias_to_int32, prepare_linear
 from eightbit.nn.weights import expanded_scale
@@ -69,6 +75,7 @@ class QuantLinear(nn.Module):
                 self.register_buffer(f"output_{name}", value)
         self._kernel: PreparedLinear | None = None
         self._input_qp: QParams | None = None
+        self._output_qp: QParams | None = None
 
     @classmethod
     def from_float(
@@ -104,12 +111,24 @@ class QuantLinear(nn.Module):
         return module
 
     def set_output_qparams(self, output_qp: QParams) -> None:
-        """Give the layer an INT8 output (for :meth:`forward_quantized`)."""
+        """Give the layer an INT8 output (for :meth:`forward_quantized`; ``forward`` then
+        returns the dequantized uint8 output)."""
         for name, value in _qparams_buffers(output_qp).items():
             if hasattr(self, f"output_{name}"):
                 getattr(self, f"output_{name}").copy_(value)
             else:
                 self.register_buffer(f"output_{name}", value.clone())
+        self._output_qp = None
+
+    def clear_output_qparams(self) -> None:
+        """Back to an fp32 output (the float epilogue): drop the output qparams."""
+        for name in _qparams_buffers(qparams_from_range(-1.0, 1.0)):
+            self._buffers.pop(f"output_{name}", None)
+        self._output_qp = None
+
+    @property
+    def has_output_qparams(self) -> bool:
+        return "output_scale" in self._buffers
 
     def set_input_qparams(self, input_qp: QParams) -> None:
         for name, value in _qparams_buffers(input_qp).items():
@@ -129,7 +148,11 @@ class QuantLinear(nn.Module):
 
     @property
     def output_qparams(self) -> QParams:
-        return _qparams_from_buffers(self.output_scale, self.output_zero_point, self.output_qrange)
+        if self._output_qp is None:
+            self._output_qp = _qparams_from_buffers(
+                self.output_scale, self.output_zero_point, self.output_qrange
+            )
+        return self._output_qp
 
     def kernel(self) -> PreparedLinear:
         """The weight packed for ``self.backend`` (packed once, on first use)."""
@@ -154,19 +177,21 @@ class QuantLinear(nn.Module):
         rows = x.reshape(-1, self.in_features).float().contiguous()  # (M, K)
         if self.mode == "dynamic":
             out = self.kernel().linear_dynamic(rows, self.per_token)
+        elif self.has_output_qparams:  # the same uint8 an integer chain computes, dequantized
+            out = dequantize(self._requantized(rows), self.output_qparams)
         else:
             out = self.kernel().linear_fp32(rows, self.input_qparams)
-        if self.activation != "none":  # fused activation, applied in float on this path
+        if self.activation != "none" and not self.has_output_qparams:  # fused, in float here
             out = out.clamp(min=0.0, max=6.0 if self.activation == "relu6" else None)
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def quantize_input(self, x: Tensor) -> Tensor:
         """fp32 -> the uint8 input this layer expects (the one quantize step of an INT8 chain)."""
-        return quantize(x, self.input_qparams)
+        return self.kernel().quantize_input(x.float(), self.input_qparams)
 
     def forward_quantized(self, x_q: Tensor) -> Tensor:
         """uint8 in (input qparams), uint8 out (output qparams): fully integer."""
-        if self.mode != "static" or not hasattr(self, "output_scale"):
+        if self.mode != "static" or not self.has_output_qparams:
             raise ValueError("forward_quantized needs a static layer with output qparams")
         rows = x_q.reshape(-1, self.in_features).contiguous()
         out = self.kernel().linear_requant(
@@ -174,10 +199,32 @@ class QuantLinear(nn.Module):
         )
         return out.reshape(*x_q.shape[:-1], self.out_features)
 
+    def forward_requantized(self, x: Tensor) -> Tensor:
+        """fp32 in, uint8 out (output qparams): the first layer of an integer chain (its
+        quantize fused into the kernel where the backend can)."""
+        if self.mode != "static" or not self.has_output_qparams:
+            raise ValueError("forward_requantized needs a static layer with output qparams")
+        out = self._requantized(x.reshape(-1, self.in_features).float().contiguous())
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _requantized(self, rows: Tensor) -> Tensor:
+        return self.kernel().linear_requant_from_fp32(
+            rows, self.input_qparams, self.output_qparams, self.activation
+        )
+
+    def forward_from_quantized(self, x_q: Tensor) -> Tensor:
+        """uint8 in (input qparams), fp32 out: the last layer of an integer chain. Equals
+        ``forward(x)`` for any ``x`` that quantizes to ``x_q``."""
+        if self.mode != "static":
+            raise ValueError("forward_from_quantized needs a static layer")
+        rows = x_q.reshape(-1, self.in_features).contiguous()
+        out = self.kernel().linear_quantized_fp32(rows, self.input_qparams)
+        return out.reshape(*x_q.shape[:-1], self.out_features)
+
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._kernel = None  # buffers changed: repack on next use
-        self._input_qp = None
+        self._input_qp = self._output_qp = None
 
     def extra_repr(self) -> str:
         return (

@@ -638,3 +638,16 @@ int eb_linear_u8_requant(const uint8_t *a, int32_t za, int64_t m, int64_t k,
                      shift, out_zp, lo, hi};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
+
+/* Requantized linear, float input quantized on the fly as in eb_linear_f32_static (the uint8
+ * activations are never written to memory): out = clamp(zp + M[n] * (acc + bias_i[n]), lo, hi). */
+int eb_linear_f32_requant(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                          int64_t m, int64_t k, const int8_t *packed, const int8_t *quad, int seven,
+                          int64_t n, const int32_t *bias_i, const int32_t *m0,
+                          const int32_t *shift, int32_t out_zp, int32_t lo, int32_t hi,
+                          int out_signed, void *out, int nthreads) {
+    eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
+    eb_epilogue e = {out_signed ? EB_OUT_S8 : EB_OUT_U8, out, n, NULL, 1.0f, NULL, NULL, bias_i, m0,
+                     shift, out_zp, lo, hi};
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
+}
