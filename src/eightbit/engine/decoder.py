@@ -26,19 +26,37 @@ def new_cache(
     max_steps: int,
     beams: int = 1,
 ) -> DecoderCache:
-    """Cross-attention K/V for every layer (computed once) and an empty self-attention cache,
-    for ``batch * beams`` rows (the beams of a sentence are adjacent rows)."""
+    """Cross-attention K/V for every layer (computed once, stored once per sentence) and an
+    empty self-attention cache for ``batch * beams`` rows (a sentence's beams are adjacent)."""
     batch, source_len = encoder_states.shape[:2]
     heads, head_dim, layers = plan.heads, plan.head_dim, len(plan.layers)
     kv = torch.stack([layer.cross_kv(encoder_states) for layer in plan.layers])  # (L, B, S, 2d)
     kv = kv.view(layers, batch, source_len, 2, heads, head_dim).permute(0, 3, 1, 4, 2, 5)
-    mask = torch.zeros(batch, 1, 1, source_len, dtype=encoder_states.dtype)
-    mask.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(mask.dtype).min)
-    if beams > 1:
-        kv, mask = kv.repeat_interleave(beams, dim=2), mask.repeat_interleave(beams, dim=0)
-    rows = batch * beams
-    self_kv = encoder_states.new_empty((layers, 2, rows, heads, max_steps, head_dim))
-    return DecoderCache(self_kv, kv.contiguous(), mask)
+    mask = torch.zeros(batch, source_len, dtype=encoder_states.dtype)
+    mask.masked_fill_(attention_mask == 0, torch.finfo(mask.dtype).min)
+    self_kv = encoder_states.new_empty((layers, 2, batch * beams, heads, max_steps, head_dim))
+    return DecoderCache(self_kv, kv.contiguous(), mask, beams)
+
+
+def cross_attention(q: Tensor, cache: DecoderCache, layer: int) -> Tensor:
+    """Cross-attention (rows, H, hd) -> (rows, H * hd) over K/V stored once per sentence.
+
+    Every row stays a query of its own over its sentence's keys (so the arithmetic is that of
+    ``generate``, which repeats the keys per beam; beams querying together as one batch would
+    change the low bits). The batch dimension is the beam and the "heads" are (sentence, head)
+    pairs, so every beam reads the same keys through a stride-0 view instead of a copy.
+    """
+    rows, heads, head_dim = q.shape
+    beams, pairs = cache.beams, rows // cache.beams * heads
+    keys, values = cache.cross(layer)  # (sentences, H, S, hd)
+    source_len = keys.shape[2]
+    keys = keys.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
+    values = values.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
+    q = q.view(-1, beams, heads, head_dim).transpose(0, 1).reshape(beams, pairs, 1, head_dim)
+    attended = F.scaled_dot_product_attention(
+        q, keys, values, attn_mask=cache.cross_mask, scale=head_dim**-0.5
+    )  # (beams, sentences * H, 1, hd)
+    return attended.view(beams, -1, heads * head_dim).transpose(0, 1).reshape(rows, -1)
 
 
 def step(plan: DecoderPlan, cache: DecoderCache, tokens: Tensor) -> Tensor:
@@ -52,12 +70,8 @@ def step(plan: DecoderPlan, cache: DecoderCache, tokens: Tensor) -> Tensor:
         keys, values = cache.write(index, k, v)  # (rows, H, t, hd)
         attended = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, scale=scale)
         x = layer.self_norm(x + layer.self_out(attended.view(rows, d_model)))
-        q = layer.cross_q(x).view(rows, heads, 1, head_dim)
-        keys, values = cache.cross(index)  # (rows, H, S, hd)
-        attended = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=cache.cross_mask, scale=scale
-        )
-        x = layer.cross_norm(x + layer.cross_out(attended.view(rows, d_model)))
+        attended = cross_attention(layer.cross_q(x).view(rows, heads, head_dim), cache, index)
+        x = layer.cross_norm(x + layer.cross_out(attended))
         x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
     return plan.lm_head(x) + plan.logits_bias

@@ -62,7 +62,7 @@ def greedy(
             break
         if plan.rows_independent and alive <= compact_fraction * running.shape[0]:
             keep = running.nonzero().squeeze(1)
-            cache.keep(keep)
+            cache.keep(keep, keep)
             origin, tokens, running = origin[keep], tokens[keep], running[keep]
     return out[:, : steps + 1]
 
@@ -169,7 +169,7 @@ def beam_search(
             out[state.origin[done]] = state.finished_seq[done, 0]
             still = (~done).nonzero().squeeze(1)
             state.select(still)
-            cache.keep(rows.index_select(0, still).reshape(-1))
+            cache.keep(still, rows.index_select(0, still).reshape(-1))
         else:
             cache.reorder(rows.reshape(-1))
     out[state.origin] = state.finished_seq[:, 0]
