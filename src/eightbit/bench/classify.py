@@ -15,6 +15,7 @@ import platform
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from eightbit.bench.ort_classifier import (
     quantize_onnx_dynamic,
 )
 from eightbit.bench.timing import median_seconds
+from eightbit.encoder import Runner, classifier_runner
 from eightbit.kernels import resolve_backend
 from eightbit.models.bert import calibration_run, load_encoder_classifier
 from eightbit.progress import progress as progress_bar
@@ -116,10 +118,10 @@ def int8_models(
     return models
 
 
-def _torch_runner(model: nn.Module, inputs: dict[str, Tensor]) -> Callable[[], object]:
+def _timed(logits: Runner, inputs: dict[str, Tensor]) -> Callable[[], object]:
     def run() -> object:
         with torch.inference_mode():
-            return model(**inputs).logits
+            return logits(inputs)
 
     return run
 
@@ -134,10 +136,11 @@ def _engines(
 ) -> dict[tuple[str, str], Callable[[dict[str, Tensor]], Callable[[], object]]]:
     """(engine, precision) -> a function from a batch of inputs to a timed zero-arg callable."""
     engines: dict[tuple[str, str], Callable[[dict[str, Tensor]], Callable[[], object]]] = {
-        TORCH_FP32: lambda inputs: _torch_runner(model, inputs)
+        TORCH_FP32: partial(_timed, lambda batch: model(**batch).logits)  # Hugging Face forward
     }
     for precision, int8 in int8_models(model, calibration, backend, method).items():
-        engines[("eightbit", precision)] = lambda inputs, m=int8: _torch_runner(m, inputs)
+        # what prediction runs: the encoder path where the model has one
+        engines[("eightbit", precision)] = partial(_timed, classifier_runner(int8))
     fp32_onnx = export_classifier(model, calibration[0], onnx_dir / "fp32.onnx")
     int8_onnx = quantize_onnx_dynamic(fp32_onnx, onnx_dir / "int8-dynamic.onnx")
     engines[("onnxruntime", "fp32")] = lambda x: ort_classifier_runner(fp32_onnx, x, threads)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from eightbit.data.batching import pack_by_tokens, restore_order
 from eightbit.data.classification import package_dir
+from eightbit.encoder import classifier_runner
 from eightbit.models.common import (
     ModelLoadError,
     encode_batch,
@@ -178,11 +179,12 @@ def predict_logits(
     """Logits (len(texts), num_labels), in input order, from length-sorted batches."""
     batches = length_batches(tokenizer, texts, batch_size, max_length)
     device = next(model.parameters(), torch.empty(0)).device
+    run = classifier_runner(model)  # eightbit's encoder path for INT8 BERT, else model(**batch)
     outputs = []
     with torch.inference_mode():
         for batch in progress_bar(batches, "classifying", "batch", progress):
             enc = encode_batch(tokenizer, [texts[i] for i in batch], max_length)
-            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits  # (batch, labels)
+            logits = run({k: v.to(device) for k, v in enc.items()})  # (batch, labels)
             outputs.append(list(logits.float().cpu()))
     if not outputs:
         return torch.empty(0, model.config.num_labels)

@@ -1,0 +1,54 @@
+"""The encoder path's forward: embeddings, fused-projection layers, pooler and classifier.
+
+Computes what the Hugging Face forward of the same (quantized) model computes, operation for
+operation (same modules, same SDPA call, same attention mask), except that each layer's query,
+key and value come from one fused projection: every logit is bit-identical (tested).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from eightbit.encoder.plan import ClassifierPlan
+
+
+def encode(
+    plan: ClassifierPlan,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    token_type_ids: Tensor | None = None,
+) -> Tensor:
+    """Last hidden states (batch, seq_len, hidden) of the plan's BERT encoder."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    bert = plan.model.bert
+    batch, seq_len = input_ids.shape
+    heads, head_dim, hidden = plan.heads, plan.head_dim, plan.hidden_size
+    embedded = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    # None for an all-ones mask, as in the model's own forward
+    mask = create_bidirectional_mask(
+        config=bert.config, inputs_embeds=embedded, attention_mask=attention_mask
+    )
+    x = embedded.reshape(batch * seq_len, hidden)
+    for layer in plan.layers:
+        qkv = layer.qkv(x).view(batch, seq_len, 3, heads, head_dim)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (batch, heads, seq, hd)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=plan.scaling)
+        h = layer.attention_out(attended.transpose(1, 2).reshape(batch * seq_len, hidden))
+        x = layer.attention_norm(h.add_(x))
+        h = layer.fc2(layer.activation(layer.fc1(x)))
+        x = layer.output_norm(h.add_(x))
+    return x.view(batch, seq_len, hidden)
+
+
+def classify(
+    plan: ClassifierPlan,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    token_type_ids: Tensor | None = None,
+) -> Tensor:
+    """Logits (batch, num_labels): the encoder, then the model's own pooler and classifier."""
+    model = plan.model
+    hidden = encode(plan, input_ids, attention_mask, token_type_ids)
+    return model.classifier(model.dropout(model.bert.pooler(hidden)))

@@ -1,0 +1,109 @@
+"""What the encoder path runs: a BERT sequence classifier taken apart into its layers' pieces.
+
+Built once per model from a Hugging Face ``BertForSequenceClassification`` whose linear layers
+eightbit quantized (:func:`eightbit.quantize` or :func:`eightbit.convert`; a layer left in FP32
+stays an ``nn.Linear``). Each layer's query, key and value projections read one input and are
+fused into one layer (:mod:`eightbit.engine.fuse`): one quantize and one GEMM instead of three,
+with the same output columns. Every other piece is the model's own module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from eightbit.engine.fuse import fuse_linears
+from eightbit.engine.plan import UnsupportedModelError
+from eightbit.nn import QuantLinear
+
+# the attention implementation the encoder path reproduces (transformers' default on CPU)
+SDPA = "sdpa"
+
+
+@dataclass(frozen=True)
+class EncoderLayerPlan:
+    """One post-norm BERT layer: fused self-attention projections, output, feed-forward."""
+
+    qkv: nn.Module  # (rows, d) -> (rows, 3d): query, key, value side by side
+    attention_out: nn.Module
+    attention_norm: nn.LayerNorm
+    fc1: nn.Module
+    activation: nn.Module  # the model's own (GELU for BERT)
+    fc2: nn.Module
+    output_norm: nn.LayerNorm
+
+
+@dataclass(frozen=True)
+class ClassifierPlan:
+    """Everything a classification forward reads: the model's embeddings and head, the layers."""
+
+    model: nn.Module  # the source model: its config, embeddings, pooler and classifier
+    layers: tuple[EncoderLayerPlan, ...]
+    heads: int
+    head_dim: int
+    scaling: float
+
+    @property
+    def hidden_size(self) -> int:
+        return self.heads * self.head_dim
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Whether eightbit converted any linear layer of ``model`` to INT8."""
+    return any(isinstance(m, QuantLinear) for m in model.modules())
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise :class:`UnsupportedModelError` unless the encoder path reproduces ``model``'s
+    forward exactly: a BERT sequence classifier, encoder only, SDPA attention, no chunking."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "bert" or not all(
+        hasattr(model, name) for name in ("bert", "dropout", "classifier")
+    ):
+        raise UnsupportedModelError(
+            f"the encoder path runs BERT sequence classifiers, got {type(model).__name__}"
+        )
+    if config.is_decoder or config.add_cross_attention:
+        raise UnsupportedModelError("the encoder path runs encoders only (config.is_decoder)")
+    if config._attn_implementation != SDPA:
+        raise UnsupportedModelError(
+            f"the encoder path reproduces SDPA attention, the model uses "
+            f"{config._attn_implementation!r}"
+        )
+    if config.chunk_size_feed_forward:
+        raise UnsupportedModelError("the encoder path does not chunk the feed-forward block")
+    if model.bert.pooler is None:
+        raise UnsupportedModelError("the classifier has no pooler")
+
+
+def _layer_plan(layer: Any) -> EncoderLayerPlan:
+    attention = layer.attention.self
+    return EncoderLayerPlan(
+        qkv=fuse_linears([attention.query, attention.key, attention.value]),  # copies weights
+        attention_out=layer.attention.output.dense,
+        attention_norm=layer.attention.output.LayerNorm,
+        fc1=layer.intermediate.dense,
+        activation=layer.intermediate.intermediate_act_fn,
+        fc2=layer.output.dense,
+        output_norm=layer.output.LayerNorm,
+    )
+
+
+def build_classifier_plan(model: nn.Module) -> ClassifierPlan:
+    """The encoder plan of a BERT sequence classifier (:func:`check_supported`).
+
+    The fused projections hold copies of the weights: rebuild the plan after changing the model.
+    """
+    check_supported(model)
+    config = model.config
+    layers = model.bert.encoder.layer
+    head_dim = config.hidden_size // config.num_attention_heads
+    return ClassifierPlan(
+        model=model,
+        layers=tuple(_layer_plan(layer) for layer in layers),
+        heads=config.num_attention_heads,
+        head_dim=head_dim,
+        scaling=layers[0].attention.self.scaling if len(layers) else head_dim**-0.5,
+    )

@@ -1,0 +1,121 @@
+"""The encoder path for INT8 BERT classifiers: bit-identical logits to the model's Hugging Face
+forward, fused projections actually used, fallbacks for everything else, used by prediction."""
+
+import pytest
+import torch
+
+import eightbit
+import eightbit.encoder as encoder
+from eightbit import QuantConfig
+from eightbit.encoder import build_classifier_plan, check_supported, classifier_runner
+from eightbit.engine.fuse import SplitLinears
+from eightbit.models import bert
+from eightbit.models.bert import calibration_run
+from eightbit.nn import QuantLinear
+from tests.helpers import tiny_bert
+from tests.tiny_classifier import synthetic_split, write_tiny_bert
+
+CONFIGS = {
+    "static": QuantConfig(method="minmax"),
+    "static-7bit": QuantConfig(method="minmax", reduce_range=True),
+    "dynamic": QuantConfig(method="dynamic"),
+    "dynamic-per-token": QuantConfig(method="dynamic", per_token=True),
+    "key-left-fp32": QuantConfig(method="minmax", exclude=("*.key",)),
+}
+
+
+def _batch(**extra):
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 100, (4, 12), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # padded rows
+    mask[3, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, **extra}
+
+
+def _int8(config: QuantConfig):
+    return eightbit.quantize(tiny_bert(), [_batch()], config, run=calibration_run, progress=False)
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def int8(request):
+    return _int8(CONFIGS[request.param])
+
+
+def _token_types():
+    types = torch.zeros(4, 12, dtype=torch.long)
+    types[:, 6:] = 1
+    return types
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        _batch(),
+        {"input_ids": _batch()["input_ids"]},  # no mask: the model drops the all-ones mask
+        _batch(token_type_ids=_token_types()),
+    ],
+    ids=["padded", "no-mask", "token-types"],
+)
+def test_logits_equal_the_hugging_face_forward(int8, batch):
+    run = classifier_runner(int8)
+    with torch.inference_mode():
+        assert torch.equal(run(batch), int8(**batch).logits)
+
+
+def test_query_key_value_run_as_one_int8_layer():
+    plan = build_classifier_plan(_int8(CONFIGS["static"]))
+    assert len(plan.layers) == 2
+    for layer in plan.layers:
+        assert isinstance(layer.qkv, QuantLinear) and layer.qkv.out_features == 3 * 32
+    split = build_classifier_plan(_int8(CONFIGS["key-left-fp32"]))
+    assert all(isinstance(layer.qkv, SplitLinears) for layer in split.layers)
+
+
+def test_other_models_run_their_own_forward(monkeypatch):
+    def no_plan(model):
+        raise AssertionError("no plan expected")
+
+    monkeypatch.setattr(encoder, "build_classifier_plan", no_plan)
+    fp32 = tiny_bert()
+    with torch.inference_mode():
+        assert torch.equal(classifier_runner(fp32)(_batch()), fp32(**_batch()).logits)
+
+
+def test_eager_attention_is_not_reproduced_and_falls_back():
+    int8 = _int8(CONFIGS["static"])
+    int8.config._attn_implementation = "eager"
+    with pytest.raises(encoder.UnsupportedModelError, match="SDPA"):
+        check_supported(int8)
+    with torch.inference_mode():
+        assert torch.equal(classifier_runner(int8)(_batch()), int8(**_batch()).logits)
+
+
+def test_extra_inputs_take_the_hugging_face_forward(monkeypatch):
+    int8 = _int8(CONFIGS["static"])
+    calls = []
+    monkeypatch.setattr(encoder, "classify", lambda *a, **k: calls.append(1))
+    batch = _batch(position_ids=torch.arange(12).expand(4, 12))
+    with torch.inference_mode():
+        assert torch.equal(classifier_runner(int8)(batch), int8(**batch).logits)
+    assert not calls
+
+
+def test_prediction_runs_the_encoder_path(tmp_path, monkeypatch):
+    model, tokenizer = bert.load_encoder_classifier(write_tiny_bert(tmp_path / "bert"), 2)
+    texts = list(synthetic_split(12).texts)
+    calibration = bert.calibration_batches(tokenizer, texts, batch_size=4)
+    int8 = eightbit.quantize(model, calibration, CONFIGS["static"], run=calibration_run)
+    expected = bert.predict_logits(int8, tokenizer, texts, batch_size=4, progress=False)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return encoder.forward.classify(*args, **kwargs)
+
+    monkeypatch.setattr(encoder, "classify", counted)
+    logits = bert.predict_logits(int8, tokenizer, texts, batch_size=4, progress=False)
+    assert len(calls) == 3 and torch.equal(logits, expected)
+    with torch.inference_mode():
+        hf = torch.cat([int8(**tokenizer([t], return_tensors="pt")).logits for t in texts])
+    assert torch.equal(logits.argmax(-1), hf.argmax(-1))
