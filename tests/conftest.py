@@ -2,7 +2,6 @@
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -11,26 +10,17 @@ import pytest
 import torch
 from hypothesis import settings
 
+from eightbit.data.parallel import intra_op_threads
+
 torch.set_num_threads(2)
 settings.register_profile("eightbit", deadline=None, max_examples=60, derandomize=True)
 settings.load_profile("eightbit")
 
 
-@contextmanager
-def threads(count: int) -> Iterator[None]:
-    """torch runs ``count`` intra-op threads within the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny matrices: on a busy machine a second thread only adds contention (3x slower)."""
-    with threads(1):
+    with intra_op_threads(1):
         yield
 
 
@@ -39,5 +29,5 @@ def fine_tuned_classifier(tmp_path_factory):
     """A tiny BERT classifier fine-tuned on 40 synthetic texts (labels negative, positive)."""
     from tests.tiny_classifier import write_fine_tuned_tiny_bert
 
-    with threads(1):
+    with intra_op_threads(1):
         return write_fine_tuned_tiny_bert(tmp_path_factory.mktemp("cls") / "fine-tuned")

@@ -9,6 +9,7 @@ from torch import nn
 
 import eightbit
 from eightbit.data.classification import LabeledSplit
+from eightbit.data.parallel import intra_op_threads
 from eightbit.evaluate.sensitivity import SensitivityConfig, quantize_with_fallback, run_sensitivity
 from eightbit.evaluate.sensitivity_classify import (
     AccuracyScorer,
@@ -22,7 +23,6 @@ from eightbit.mixed.units import quantized_units
 from eightbit.models.bert import load_classifier, predict_logits, save_classifier
 from eightbit.models.common import ModelLoadError
 from eightbit.nn import QuantLinear
-from tests.conftest import threads
 from tests.tiny_classifier import synthetic_split, write_tiny_bert
 
 TRAIN, DEV = synthetic_split(40, seed=0), synthetic_split(24, seed=1)
@@ -36,7 +36,7 @@ def model_dir(fine_tuned_classifier):
 
 @pytest.fixture(scope="module")
 def report(model_dir):
-    with threads(1):
+    with intra_op_threads(1):
         task = classification_task(model_dir, TRAIN, DEV, **SMALL)
         config = SensitivityConfig(method="auto", max_drop=0.0, progress=False)
         return run_sensitivity(task, config)
