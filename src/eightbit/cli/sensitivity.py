@@ -24,24 +24,27 @@ def add_sensitivity_options(p: argparse.ArgumentParser, analyze: bool) -> None:
     """Options shared by ``analyze`` and ``quantize``: the budgets, the dev sample, the task."""
     from eightbit.data.classification import TASKS
 
-    what = (
-        "also run the FP32 fallback with this budget and report it: "
-        if analyze
-        else "keep the fewest most sensitive layers in FP32 until "
-    )
+    def budget(metric: str, unit: str) -> str:
+        if analyze:
+            return f"also run the FP32 fallback with this {metric} budget ({unit}) and report it"
+        return (
+            f"keep the fewest most sensitive layers in FP32 until {metric} is within this many "
+            f"{unit} of FP32 (recorded in eightbit.json)"
+        )
+
     p.add_argument(
         "--max-bleu-drop",
         type=float,
         default=None,
         metavar="BLEU",
-        help=f"translation: {what}dev BLEU is within BLEU of FP32 (recorded in eightbit.json)",
+        help="translation: " + budget("dev BLEU", "BLEU points"),
     )
     p.add_argument(
         "--max-accuracy-drop",
         type=float,
         default=None,
         metavar="POINTS",
-        help=f"classifiers: {what}dev accuracy is within POINTS percentage points of FP32",
+        help="classifiers: " + budget("dev accuracy", "percentage points"),
     )
     p.add_argument(
         "--dev-size",
