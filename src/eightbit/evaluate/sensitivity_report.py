@@ -86,8 +86,8 @@ def _accuracy_table(report: dict[str, Any]) -> str:
 def _speed_table(report: dict[str, Any]) -> str:
     view = _view(report)
     base = report["fp32"][view.seconds]
-    headers = ["model", view.seconds.replace("_seconds", " s"), view.amount[0], view.rate[0]]
-    headers.append("speed x")
+    timed = view.seconds.replace("_seconds", " s")
+    headers = ["model", timed, view.amount[0], view.rate[0], "speed x"]
     rows = [
         [
             name,
@@ -128,9 +128,10 @@ def _fallback_text(report: dict[str, Any]) -> str:
         return ""
     view = _view(report)
     layers = ", ".join(f"`{short_name(n)}`" for n in fb["fp32_layers"]) or "none"
+    metric = view.metric[0].upper() + view.metric[1:]
     return (
         f"## FP32 fallback (budget {fb['max_drop']:g} {view.unit})\n\n"
-        f"Kept in FP32: {layers}. {view.metric.capitalize()}: FP32 {fb['fp32']:.2f}, "
+        f"Kept in FP32: {layers}. {metric}: FP32 {fb['fp32']:.2f}, "
         f"all INT8 {fb['int8']:.2f}, "
         f"mixed {fb['final']:.2f} (drop {fb['drop']:.2f}; {fb['evaluations']} dev evaluations)."
         "\n\n"
