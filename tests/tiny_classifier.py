@@ -50,3 +50,23 @@ def write_tiny_bert(directory: Path, with_head: bool = False, num_labels: int = 
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def write_fine_tuned_tiny_bert(directory: Path, train: LabeledSplit | None = None) -> Path:
+    """A tiny BERT classifier fine-tuned for a few seconds on ``train`` (default: 40 synthetic
+    texts), saved with its head, label names and tokenizer like ``eightbit finetune`` does."""
+    from eightbit.models.bert import load_encoder_classifier
+    from eightbit.training.classifier import FinetuneConfig, train_classifier
+
+    train = train or synthetic_split(40, seed=0)
+    base = write_tiny_bert(directory.parent / f"{directory.name}-base")
+    model, tokenizer = load_encoder_classifier(base, len(train.label_names))
+    config = FinetuneConfig(
+        epochs=20, batch_size=8, learning_rate=3e-3, max_length=16, threads=1, progress=False
+    )
+    train_classifier(model, tokenizer, train, config)
+    model.config.id2label = dict(enumerate(train.label_names))
+    model.config.label2id = {name: i for i, name in enumerate(train.label_names)}
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory

@@ -9,6 +9,7 @@ from eightbit.evaluate.sensitivity import (
     quantize_with_fallback,
     run_sensitivity,
 )
+from eightbit.evaluate.sensitivity_nmt import translation_task
 from eightbit.evaluate.sensitivity_report import write_sensitivity_reports
 from eightbit.mixed.units import quantized_units
 from eightbit.models.marian import load_translation_model, save_translation_model, translate
@@ -25,10 +26,9 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(model_dir):
-    config = SensitivityConfig(
-        model_dir, method="auto", dev_size=4, max_bleu_drop=0.0, progress=False
-    )
-    return run_sensitivity(config, SOURCES, DEV)
+    task = translation_task(model_dir, SOURCES, DEV, dev_size=4, progress=False)
+    config = SensitivityConfig(method="auto", max_drop=0.0, progress=False)
+    return run_sensitivity(task, config)
 
 
 def test_report_ranks_every_quantized_layer(report):
@@ -65,10 +65,10 @@ def test_report_directory_has_markdown_json_and_pngs(report, tmp_path):
 
 
 def test_fallback_is_recorded_in_the_saved_model(model_dir, tmp_path):
-    config = SensitivityConfig(
-        model_dir, method="kl-symmetric", dev_size=4, max_bleu_drop=0.0, progress=False
-    )
-    int8, tokenizer, record = quantize_with_fallback(config, SOURCES, DEV)
+    task = translation_task(model_dir, SOURCES, DEV, dev_size=4, progress=False)
+    config = SensitivityConfig(method="kl-symmetric", max_drop=0.0, progress=False)
+    int8, record = quantize_with_fallback(task, config)
+    tokenizer = task.tokenizer
     assert record["drop"] <= 1e-9
     unit_names = {u.name for u in quantized_units(int8)}
     assert not unit_names & set(record["fp32_layers"]), "FP32 layers are no longer INT8"

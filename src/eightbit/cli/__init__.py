@@ -54,8 +54,8 @@ def _add_calibration_options(p: argparse.ArgumentParser, methods: Sequence[str])
     )
     p.add_argument(
         "--calibration-file",
-        help="source sentences, one per line (default: a "
-        "seeded sample of the shipped training set)",
+        help="calibration sentences or texts, one per line (default: a seeded sample of the "
+        "shipped training set, a classifier's: of --task's)",
     )
     p.add_argument("--calibration-size", type=int, default=600, help="calibration sentences")
     p.add_argument("--seed", type=int, default=0, help="calibration and dev sample seed")
@@ -136,19 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune_options(p)
     p.set_defaults(handler=_finetune)
 
-    p = commands.add_parser("quantize", help="FP32 Marian checkpoint -> INT8 model directory")
-    p.add_argument("model", help="FP32 checkpoint directory (Hugging Face Marian format)")
+    p = commands.add_parser(
+        "quantize", help="FP32 Marian or BERT-family classifier checkpoint -> INT8 model directory"
+    )
+    p.add_argument(
+        "model", help="FP32 checkpoint directory (Hugging Face Marian or fine-tuned classifier)"
+    )
     p.add_argument("output", help="directory for the INT8 model")
     _add_calibration_options(p, (*ALL_METHODS, AUTO))
-    p.add_argument(
-        "--max-bleu-drop",
-        type=float,
-        default=None,
-        metavar="BLEU",
-        help="keep the fewest most sensitive layers in FP32 until dev BLEU is within BLEU of "
-        "FP32 (recorded in eightbit.json)",
-    )
-    add_sensitivity_options(p)
+    add_sensitivity_options(p, analyze=False)
     _add_common_model_options(p, beam=False)
     from eightbit.config import QuantConfig
 
@@ -157,23 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "analyze",
-        help="per-layer sensitivity: SQNR and dev BLEU when one layer switches precision",
+        help="per-layer sensitivity: SQNR and dev BLEU or accuracy when one layer switches "
+        "precision",
     )
     p.add_argument(
         "model",
         nargs="?",
         default=DEFAULT_MODEL,
-        help=f"FP32 Marian checkpoint (default {DEFAULT_MODEL})",
+        help=f"FP32 Marian checkpoint or fine-tuned classifier (default {DEFAULT_MODEL})",
     )
     _add_calibration_options(p, (*CANDIDATE_METHODS, AUTO))
-    add_sensitivity_options(p)
-    p.add_argument(
-        "--max-bleu-drop",
-        type=float,
-        default=None,
-        metavar="BLEU",
-        help="also run the FP32 fallback with this dev BLEU budget and report it",
-    )
+    add_sensitivity_options(p, analyze=True)
     p.add_argument("--output-dir", default="reports/sensitivity", help="report directory")
     p.add_argument("--json", help="also write the JSON report to this file")
     _add_common_model_options(p, beam=False)

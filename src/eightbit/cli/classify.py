@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from eightbit.cli.common import DEFAULT_CLASSIFY_CACHE
+from eightbit.cli.common import DEFAULT_CLASSIFY_CACHE, config_from_args
 
 
 def _finetune_config(args: argparse.Namespace):
@@ -30,6 +30,33 @@ def _finetune(args: argparse.Namespace) -> int:
 
     _, _, path = finetune_cached(args.task, args.cache_dir, args.base_model, _finetune_config(args))
     print(path)
+    return 0
+
+
+def quantize_classifier(args: argparse.Namespace) -> int:
+    """``eightbit quantize`` of a fine-tuned BERT-family classifier: calibration texts from
+    ``--calibration-file`` or a seeded sample of the task's training split."""
+    from eightbit.cli.nmt import _calibration_sources
+    from eightbit.cli.sensitivity import classification_task_name
+    from eightbit.config import DYNAMIC, QuantConfig
+    from eightbit.data.classification import load_task
+    from eightbit.evaluate.sensitivity_classify import calibration_sample, load_fine_tuned
+    from eightbit.models.bert import calibration_batches, calibration_run, save_classifier
+    from eightbit.transform import quantize
+
+    texts, labels = None, None
+    if args.task is not None or (args.method != DYNAMIC and not args.calibration_file):
+        train = load_task(classification_task_name(args), "train")
+        texts = calibration_sample(train.texts, args.calibration_size, args.seed)
+        labels = train.label_names
+    if args.calibration_file and args.method != DYNAMIC:
+        texts = _calibration_sources(args)
+    model, tokenizer = load_fine_tuned(Path(args.model), labels)
+    calib = None if args.method == DYNAMIC else calibration_batches(tokenizer, texts)
+    config = config_from_args(QuantConfig, args)
+    int8 = quantize(model, calib, config, run=calibration_run, progress=not args.quiet)
+    path = save_classifier(int8, tokenizer, args.output, extra={"source": args.model})
+    print(f"saved INT8 model ({args.method}) to {path}")
     return 0
 
 

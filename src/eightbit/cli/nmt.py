@@ -20,8 +20,31 @@ from eightbit.cli.ray import _translate_file_on_ray, _translate_on_ray
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from eightbit.config import DYNAMIC, QuantConfig
+    from eightbit.cli.sensitivity import max_drop, model_family
+    from eightbit.config import DYNAMIC
     from eightbit.io import check_save_target
+    from eightbit.models.family import CLASSIFICATION
+
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise UsageError(f"{args.output}: is the input model; choose another output directory")
+    check_save_target(args.output)  # before the slow part, not after it
+    family = model_family(args)
+    if max_drop(args) is not None:
+        if args.method == DYNAMIC:
+            flag = "--max-bleu-drop" if args.max_bleu_drop is not None else "--max-accuracy-drop"
+            raise UsageError(f"{flag} needs a calibration method, not dynamic")
+        from eightbit.cli.sensitivity import quantize_with_fallback_command
+
+        return quantize_with_fallback_command(args, family)
+    if family == CLASSIFICATION:
+        from eightbit.cli.classify import quantize_classifier
+
+        return quantize_classifier(args)
+    return _quantize_translation(args)
+
+
+def _quantize_translation(args: argparse.Namespace) -> int:
+    from eightbit.config import DYNAMIC, QuantConfig
     from eightbit.models.marian import (
         calibration_batches,
         calibration_run,
@@ -30,15 +53,6 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     from eightbit.transform import quantize
 
-    if Path(args.output).resolve() == Path(args.model).resolve():
-        raise UsageError(f"{args.output}: is the input model; choose another output directory")
-    check_save_target(args.output)  # before the slow part, not after it
-    if args.max_bleu_drop is not None:
-        if args.method == DYNAMIC:
-            raise UsageError("--max-bleu-drop needs a calibration method, not dynamic")
-        from eightbit.cli.sensitivity import quantize_with_fallback_command
-
-        return quantize_with_fallback_command(args)
     model, tokenizer = load_marian(args.model)
     config = config_from_args(QuantConfig, args)
     calib = None

@@ -1,9 +1,13 @@
-"""Sensitivity analysis and FP32 fallback for Marian translation models, scored by dev BLEU.
+"""Sensitivity analysis and FP32 fallback of a model on its task, scored on a fixed dev sample.
 
 One calibration pass records a histogram per activation; the requested method (or ``auto``)
 reads its ranges off them; the model is converted once. Every single-layer mix is then made by
-swapping module objects (:mod:`eightbit.mixed.units`) and scored by greedy sacreBLEU on a fixed,
-seeded sample of the dev split, so layers are compared on the same sentences.
+swapping module objects (:mod:`eightbit.mixed.units`) and scored on the same dev examples.
+
+The model family and its metric enter as a :class:`SensitivityTask`: translation
+(:func:`eightbit.evaluate.sensitivity_nmt.translation_task`, dev BLEU) or sequence
+classification (:func:`eightbit.evaluate.sensitivity_classify.classification_task`, dev accuracy
+in percent); nothing here knows either.
 """
 
 from __future__ import annotations
@@ -12,77 +16,74 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from torch import nn
 
 from eightbit.config import AUTO, QuantConfig
-from eightbit.evaluate.metrics import translation_scores
 from eightbit.mixed.fallback import FallbackResult, fallback_to_fp32
 from eightbit.mixed.method_choice import apply_method, recorded_histograms
 from eightbit.mixed.sensitivity import (
     LayerSensitivity,
+    Metric,
+    RunFn,
     one_layer_switched,
     ranked,
     unit_sqnr,
 )
 from eightbit.mixed.units import Unit, quantized_units
-from eightbit.models.marian import calibration_batches, calibration_run, load_marian, translate
 from eightbit.transform import calibrate, convert, prepare
 
 log = logging.getLogger(__name__)
 
 HISTOGRAM_LAYERS = 4  # activations plotted in the report: the most harmful linear layers
+T = TypeVar("T")
+
+
+@dataclass
+class SensitivityTask:
+    """An FP32 model with its calibration data and its dev metric.
+
+    ``kind`` (``translation`` or ``classification``) picks the report's tables; ``score(model)``
+    is the metric the fallback budget is in (higher is better); ``evaluate(model)`` is one row
+    of the report's accuracy and speed tables and holds ``score``'s value under ``metric_key``.
+    ``describe`` goes into the report and into the saved model's ``extra.fp32_fallback``
+    (``metric``: what is measured, and how many dev and calibration examples).
+    """
+
+    kind: str
+    model: nn.Module
+    tokenizer: Any
+    batches: list[Any]
+    run: RunFn
+    score: Metric
+    evaluate: Callable[[nn.Module], dict[str, Any]]
+    metric_key: str
+    describe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SensitivityConfig:
-    """What to analyse; the defaults finish in minutes on the shipped model (2 CPU cores)."""
+    """How to analyse: calibration ``method`` (a histogram method or ``auto``), kernel
+    ``backend``, and ``max_drop``, the fallback budget in metric points (BLEU, or accuracy
+    percentage points), ``None`` for no fallback."""
 
-    model_dir: Path
     method: str = "kl-independent"
-    dev_size: int = 100
-    seed: int = 0
     backend: str = "auto"
-    max_bleu_drop: float | None = None
+    max_drop: float | None = None
     progress: bool = True
 
 
-@dataclass
-class DevScorer:
-    """Greedy dev-set BLEU of a model (the ``metric`` of :mod:`eightbit.mixed`)."""
-
-    tokenizer: Any
-    dev: list[tuple[str, str]]
-
-    def __call__(self, model: nn.Module) -> float:
-        return self.evaluate(model)["bleu"]
-
-    def evaluate(self, model: nn.Module) -> dict[str, Any]:
-        """BLEU, chrF, EOS failures, translate seconds and generated tokens per second."""
-        start = time.perf_counter()
-        outputs = translate(model, self.tokenizer, [s for s, _ in self.dev], progress=False)
-        seconds = time.perf_counter() - start
-        texts = [o.text for o in outputs]
-        scores = translation_scores(
-            texts, [r for _, r in self.dev], [o.hit_length_limit for o in outputs]
-        )
-        tokens = sum(len(ids) for ids in self.tokenizer(text_target=texts)["input_ids"])
-        return {
-            **scores.__dict__,
-            "translate_seconds": round(seconds, 2),
-            "tokens": tokens,
-            "tokens_per_second": round(tokens / seconds, 1),
-        }
-
-
-def dev_sample(dev: list[tuple[str, str]], size: int, seed: int) -> list[tuple[str, str]]:
-    """``size`` dev pairs drawn with a fixed seed (all of them if ``size`` is larger)."""
-    if size <= 0:
-        raise ValueError(f"the dev sample must hold at least one sentence, got {size}")
-    return random.Random(seed).sample(dev, min(size, len(dev)))
+def dev_sample(dev: Sequence[T], size: int | None, seed: int) -> list[T]:
+    """``size`` dev items drawn with a fixed seed (all of them if ``size`` is ``None`` or
+    larger than ``dev``)."""
+    if size is not None and size <= 0:
+        raise ValueError(f"the dev sample must hold at least one example, got {size}")
+    if size is None or size >= len(dev):
+        return list(dev)
+    return random.Random(seed).sample(list(dev), size)
 
 
 @dataclass
@@ -95,53 +96,52 @@ class Calibrated:
     methods: dict[str, dict[str, Any]]
     prepared: nn.Module
     config: QuantConfig
-    batches: list[Any]
 
 
-def calibrate_once(
-    model: nn.Module, tokenizer: Any, sources: list[str], method: str, backend: str, progress: bool
-) -> Calibrated:
-    """Record histograms on ``sources``, give every layer ``method``'s range, convert once."""
-    config = QuantConfig(method=AUTO, backend=backend)
-    batches = calibration_batches(model, tokenizer, sources, progress=progress)
-    prepared = prepare(model, config)
-    calibrate(prepared, batches, calibration_run, progress)
-    methods = apply_method(prepared, config, method, batches, calibration_run, progress)
+def calibrate_once(task: SensitivityTask, config: SensitivityConfig) -> Calibrated:
+    """Record histograms on the task's batches, give every layer the method's range, convert
+    once."""
+    recording = QuantConfig(method=AUTO, backend=config.backend)
+    prepared = prepare(task.model, recording)
+    calibrate(prepared, task.batches, task.run, config.progress)
+    methods = apply_method(
+        prepared, recording, config.method, task.batches, task.run, config.progress
+    )
     int8 = convert(prepared)
-    int8._eightbit_config = QuantConfig(method=method, backend=backend)
+    int8._eightbit_config = QuantConfig(method=config.method, backend=config.backend)
     int8._eightbit_extra = {"calibration_methods": methods}
-    return Calibrated(model, int8, quantized_units(int8), methods, prepared, config, batches)
-
-
-def _calibrated(config: SensitivityConfig, sources: list[str]) -> tuple[Calibrated, Any]:
-    model, tokenizer = load_marian(config.model_dir)
-    return calibrate_once(
-        model, tokenizer, sources, config.method, config.backend, config.progress
-    ), tokenizer
+    return Calibrated(task.model, int8, quantized_units(int8), methods, prepared, recording)
 
 
 def _fallback(
     cal: Calibrated,
-    scorer: DevScorer,
+    task: SensitivityTask,
     layers: list[LayerSensitivity],
-    fp32_bleu: float,
-    int8_bleu: float,
-    max_drop: float,
-    progress: bool,
+    fp32_metric: float,
+    int8_metric: float,
+    config: SensitivityConfig,
 ) -> FallbackResult:
+    if config.max_drop is None:
+        raise ValueError("the FP32 fallback needs config.max_drop")
     by_name = {u.name: u for u in cal.units}
     ranking = [by_name[s.name] for s in ranked(layers)]
     return fallback_to_fp32(
-        cal.fp32, cal.int8, ranking, scorer, fp32_bleu, int8_bleu, max_drop, progress
+        cal.fp32,
+        cal.int8,
+        ranking,
+        task.score,
+        fp32_metric,
+        int8_metric,
+        config.max_drop,
+        config.progress,
     )
 
 
-def fallback_record(result: FallbackResult, dev_sentences: int) -> dict[str, Any]:
+def fallback_record(result: FallbackResult, task: SensitivityTask) -> dict[str, Any]:
     """What the saved model's metadata says about its FP32 layers (``extra.fp32_fallback``)."""
     return {
         "fp32_layers": list(result.fp32_layers),
-        "metric": "dev BLEU (greedy, sacreBLEU)",
-        "dev_sentences": dev_sentences,
+        **task.describe,
         "fp32": result.fp32_metric,
         "int8": result.int8_metric,
         "final": result.final_metric,
@@ -152,35 +152,36 @@ def fallback_record(result: FallbackResult, dev_sentences: int) -> dict[str, Any
 
 
 def quantize_with_fallback(
-    config: SensitivityConfig, sources: list[str], dev: list[tuple[str, str]]
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """INT8 Marian model with the fewest most sensitive layers in FP32 such that dev BLEU drops by
-    at most ``config.max_bleu_drop``; returns ``(model, tokenizer, fallback record)``.
+    task: SensitivityTask, config: SensitivityConfig
+) -> tuple[nn.Module, dict[str, Any]]:
+    """INT8 model with the fewest most sensitive layers in FP32 such that the dev metric drops
+    by at most ``config.max_drop``; returns ``(model, fallback record)``.
 
-    Sensitivity here is the BLEU a layer recovers when left FP32 alone (ties: lower SQNR).
+    Sensitivity here is the metric a layer recovers when left FP32 alone (ties: lower SQNR).
     """
-    if config.max_bleu_drop is None:
-        raise ValueError("quantize_with_fallback needs config.max_bleu_drop")
-    cal, tokenizer = _calibrated(config, sources)
-    scorer = DevScorer(tokenizer, dev_sample(dev, config.dev_size, config.seed))
-    fp32_bleu, int8_bleu = scorer(cal.fp32), scorer(cal.int8)
-    layers = _layer_table(cal, scorer, int8_bleu, None, config.progress)
-    result = _fallback(
-        cal, scorer, layers, fp32_bleu, int8_bleu, config.max_bleu_drop, config.progress
-    )
-    record = fallback_record(result, len(scorer.dev))
+    if config.max_drop is None:
+        raise ValueError("quantize_with_fallback needs config.max_drop")
+    cal = calibrate_once(task, config)
+    fp32_metric, int8_metric = task.score(cal.fp32), task.score(cal.int8)
+    layers = _layer_table(cal, task, int8_metric, None, config.progress)
+    result = _fallback(cal, task, layers, fp32_metric, int8_metric, config)
+    record = fallback_record(result, task)
     cal.int8._eightbit_extra["fp32_fallback"] = record
-    return cal.int8, tokenizer, record
+    return cal.int8, record
 
 
 def _layer_table(
-    cal: Calibrated, scorer: DevScorer, int8_bleu: float, fp32_bleu: float | None, progress: bool
+    cal: Calibrated,
+    task: SensitivityTask,
+    int8_metric: float,
+    fp32_metric: float | None,
+    progress: bool,
 ) -> list[LayerSensitivity]:
-    sqnr = unit_sqnr(cal.fp32, cal.int8, cal.units, cal.batches, calibration_run, progress)
-    recovered = one_layer_switched(cal.int8, cal.fp32, cal.units, scorer, int8_bleu, progress)
+    sqnr = unit_sqnr(cal.fp32, cal.int8, cal.units, task.batches, task.run, progress)
+    recovered = one_layer_switched(cal.int8, cal.fp32, cal.units, task.score, int8_metric, progress)
     alone = (
-        one_layer_switched(cal.fp32, cal.int8, cal.units, scorer, fp32_bleu, progress)
-        if fp32_bleu is not None
+        one_layer_switched(cal.fp32, cal.int8, cal.units, task.score, fp32_metric, progress)
+        if fp32_metric is not None
         else {}
     )
     return [
@@ -190,39 +191,30 @@ def _layer_table(
 
 
 def run_sensitivity(
-    config: SensitivityConfig, sources: list[str], dev: list[tuple[str, str]]
+    task: SensitivityTask, config: SensitivityConfig, model_name: str = ""
 ) -> dict[str, Any]:
     """The full analysis of one model and method: accuracy, speed, per-layer sensitivity,
     histograms of the most harmful layers' inputs, and the fallback if a budget is given."""
     started = time.perf_counter()
-    cal, tokenizer = _calibrated(config, sources)
-    scorer = DevScorer(tokenizer, dev_sample(dev, config.dev_size, config.seed))
-    fp32_row, int8_row = scorer.evaluate(cal.fp32), scorer.evaluate(cal.int8)
-    layers = ranked(_layer_table(cal, scorer, int8_row["bleu"], fp32_row["bleu"], config.progress))
+    cal = calibrate_once(task, config)
+    fp32_row, int8_row = task.evaluate(cal.fp32), task.evaluate(cal.int8)
+    fp32_metric, int8_metric = fp32_row[task.metric_key], int8_row[task.metric_key]
+    layers = ranked(_layer_table(cal, task, int8_metric, fp32_metric, config.progress))
     plotted = [s.name for s in layers if s.kind == "linear"][:HISTOGRAM_LAYERS]
     report: dict[str, Any] = {
-        "model": str(config.model_dir),
+        "model": model_name,
+        "task": task.kind,
         "method": config.method,
-        "calibration_sentences": len(sources),
-        "dev_sentences": len(scorer.dev),
-        "seed": config.seed,
+        **task.describe,
         "fp32": fp32_row,
         "int8": int8_row,
         "layers": [_layer_row(s, cal.methods) for s in layers],
         "histograms": recorded_histograms(cal.prepared, cal.config, plotted),
     }
-    if config.max_bleu_drop is not None:
-        result = _fallback(
-            cal,
-            scorer,
-            layers,
-            fp32_row["bleu"],
-            int8_row["bleu"],
-            config.max_bleu_drop,
-            config.progress,
-        )
-        report["fallback"] = fallback_record(result, len(scorer.dev))
-        report["mixed"] = scorer.evaluate(cal.int8)
+    if config.max_drop is not None:
+        result = _fallback(cal, task, layers, fp32_metric, int8_metric, config)
+        report["fallback"] = fallback_record(result, task)
+        report["mixed"] = task.evaluate(cal.int8)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 

@@ -21,14 +21,23 @@ METHOD_COLORS = {
 }
 
 
+# the base-model attribute every module of a Marian or BERT-family model sits under
+BASE_PREFIXES = ("model.", "bert.", "roberta.", "distilbert.", "electra.")
+
+
 def short_name(name: str) -> str:
-    """A layer name without the ``model.`` prefix every Marian module has."""
-    return name.removeprefix("model.")
+    """A layer name without its base-model prefix (``model.`` in Marian, ``bert.`` in BERT)."""
+    for prefix in BASE_PREFIXES:
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return name
 
 
-def sensitivity_chart_png(path: str | os.PathLike[str], layers: Sequence[dict[str, Any]]) -> Path:
-    """Per layer (most harmful on top): metric change when only it is INT8 / only it is FP32,
-    and its output SQNR in dB."""
+def sensitivity_chart_png(
+    path: str | os.PathLike[str], layers: Sequence[dict[str, Any]], metric: str = "dev BLEU"
+) -> Path:
+    """Per layer (most harmful on top): ``metric`` change when only it is INT8 / only it is
+    FP32, and its output SQNR in dB."""
     plt = pyplot()
     rows = list(reversed(layers))  # barh draws bottom-up
     names = [short_name(r["name"]) + (f" ({r['method']})" if r.get("method") else "") for r in rows]
@@ -58,7 +67,7 @@ def sensitivity_chart_png(path: str | os.PathLike[str], layers: Sequence[dict[st
     )
     left.axvline(0.0, color="#333333", linewidth=0.8)
     left.set_yticks(y, names, fontsize=8)
-    left.set_xlabel("dev BLEU change")
+    left.set_xlabel(f"{metric} change")
     left.set_title("Task metric when one layer switches precision")
     left.legend(loc="lower right", fontsize=8)
     left.grid(axis="x", alpha=0.3)
