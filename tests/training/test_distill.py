@@ -10,7 +10,7 @@ import eightbit
 from eightbit.errors import EightbitError
 from eightbit.models.bert import load_encoder_classifier, predict, predict_logits
 from eightbit.training import classifier as clf
-from eightbit.training.distill import DistillConfig, distillation_loss, teacher_logits
+from eightbit.training.distill import DistillConfig, distillation_loss
 from tests.tiny_classifier import synthetic_split, write_tiny_bert
 
 STUDENT = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]])
@@ -66,7 +66,7 @@ def test_qat_student_moves_toward_its_teacher_and_still_converts_exactly(tiny_di
     )
     teacher, tokenizer = load_encoder_classifier(tiny_dir, 2)
     clf.train_classifier(teacher, tokenizer, train, config)
-    target = teacher_logits(teacher, tokenizer, train.texts, 8, 16)
+    target = predict_logits(teacher, tokenizer, train.texts, 8, 16, progress=False)
     assert not teacher.training and target.shape == (40, 2)
     student, _ = load_encoder_classifier(tiny_dir, 2)  # untrained: far from the teacher
     kd = DistillConfig(weight=1.0, temperature=1.0)

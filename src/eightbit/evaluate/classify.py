@@ -53,7 +53,7 @@ from eightbit.training.classifier import (
     train_classifier,
     training_settings,
 )
-from eightbit.training.distill import DistillConfig, teacher_logits
+from eightbit.training.distill import DistillConfig
 from eightbit.transform import convert, prepare_qat, quantize
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,13 @@ def _train_qat(
     the INT8 logits follow the fake-quant logits on one batch of test texts."""
     teacher = None
     if config.qat_distill is not None:
-        teacher = teacher_logits(
-            task.model,
+        teacher = predict_logits(
+            task.model.eval(),
             task.tokenizer,
             task.train.texts,
             config.batch_size,
             config.qat_finetune.max_length,
+            progress=False,
         )
     qat = prepare_qat(task.model, config.qat)
     train_classifier(

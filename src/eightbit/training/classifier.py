@@ -142,7 +142,7 @@ def train_classifier(
     """Fine-tune ``model`` in place on ``train``; returns it in eval mode, on the CPU.
 
     With ``dev``, its accuracy is logged after every epoch. With ``teacher`` (logits per
-    training text, :func:`eightbit.training.distill.teacher_logits`) the loss is
+    training text, in order: :func:`eightbit.models.bert.predict_logits` of the teacher) the loss is
     :func:`~eightbit.training.distill.distillation_loss` with ``distill`` (default settings
     when None) instead of the labels' cross-entropy.
     """

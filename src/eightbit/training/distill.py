@@ -4,19 +4,15 @@ QAT of BERT models usually learns from the full-precision teacher's soft targets
 labels (Hinton et al. 2015; TernaryBERT, Zhang et al. 2020): the student then matches the
 teacher's whole output distribution, not only its arg-max, which recovers what fake quantization
 perturbs instead of refitting the labels. The teacher's logits are computed once, in eval mode
-(no dropout), before training (:func:`teacher_logits`), so each step costs no teacher forward.
+(no dropout), before training, so each step costs no teacher forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from eightbit.models.bert import predict_logits
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -48,19 +44,3 @@ def distillation_loss(
     )
     hard = F.cross_entropy(student, labels)
     return (1.0 - config.weight) * hard + config.weight * (t * t) * soft
-
-
-def teacher_logits(
-    teacher: nn.Module,
-    tokenizer: Any,
-    texts: Sequence[str],
-    batch_size: int = 32,
-    max_length: int = 128,
-) -> Tensor:
-    """The teacher's logits on every training text, in order, in eval mode."""
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        return predict_logits(teacher, tokenizer, texts, batch_size, max_length, progress=False)
-    finally:
-        teacher.train(was_training)
