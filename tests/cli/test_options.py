@@ -60,8 +60,29 @@ def test_outlier_scale_is_an_alias_of_plant_outliers():
     assert old.plant_outliers == new.plant_outliers == 300.0
 
 
+def test_qat_recipe_options_default_to_the_evaluation_recipe():
+    from eightbit.cli.classify import _distill_config
+    from eightbit.evaluate.classify import DEFAULT_QAT_DISTILL, DEFAULT_QAT_FINETUNE
+
+    args = build_parser().parse_args(["demo", "--task", "classify"])
+    assert _distill_config(args) == DEFAULT_QAT_DISTILL
+    assert (args.qat_epochs, args.qat_learning_rate) == (
+        DEFAULT_QAT_FINETUNE.epochs,
+        DEFAULT_QAT_FINETUNE.learning_rate,
+    )
+    labels_only = build_parser().parse_args(["demo", "--qat-distill-weight", "0"])
+    assert _distill_config(labels_only) is None
+
+
 @pytest.mark.parametrize(
-    "argv", [["quantize", "m", "o", "--no-such-option"], ["no-such-command"], ["translate"]]
+    "argv",
+    [
+        ["quantize", "m", "o", "--no-such-option"],
+        ["no-such-command"],
+        ["translate"],
+        ["demo", "--task", "classify", "--qat-distill-weight", "1.5"],
+        ["demo", "--task", "classify", "--qat-temperature", "0"],
+    ],
 )
 def test_usage_errors_are_one_line_exit_2_no_traceback(argv):
     result = subprocess.run(

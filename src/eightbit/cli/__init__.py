@@ -16,7 +16,12 @@ from eightbit.cli.bench import (
     _bench_translate,
     add_report_options,
 )
-from eightbit.cli.classify import _add_finetune_options, _demo_classify, _finetune
+from eightbit.cli.classify import (
+    _add_finetune_options,
+    _add_qat_options,
+    _demo_classify,
+    _finetune,
+)
 from eightbit.cli.common import (
     DEFAULT_MODEL,
     METHOD_HELP,
@@ -123,10 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_model_options(p)
     add_decoding_options(p)
     _add_finetune_options(p)
-    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (default 1)")
-    p.add_argument(
-        "--qat-learning-rate", type=float, default=2e-5, help="QAT learning rate (default 2e-5)"
-    )
+    _add_qat_options(p)
     p.set_defaults(handler=_demo)
 
     p = commands.add_parser(

@@ -60,6 +60,14 @@ def quantize_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distill_config(args: argparse.Namespace):
+    from eightbit.training.distill import DistillConfig
+
+    if args.qat_distill_weight == 0:
+        return None
+    return DistillConfig(weight=args.qat_distill_weight, temperature=args.qat_temperature)
+
+
 def _demo_classify(args: argparse.Namespace) -> int:
     from eightbit.evaluate.classify import (
         ClassifyEvalConfig,
@@ -73,6 +81,7 @@ def _demo_classify(args: argparse.Namespace) -> int:
         qat_finetune=dataclasses.replace(
             finetune, epochs=args.qat_epochs, learning_rate=args.qat_learning_rate
         ),
+        qat_distill=_distill_config(args),
         methods=tuple(args.methods),
         calibration_size=args.calibration_size,
         test_size=args.test_size,
@@ -113,3 +122,46 @@ def _add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-seed", type=int, default=d.seed, help=f"default {d.seed}")
     p.add_argument("--threads", type=int, default=d.threads, help=f"default {d.threads}")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def _add_qat_options(p: argparse.ArgumentParser) -> None:
+    """The Q8BERT QAT recipe of ``demo --task classify`` (defaults: the evaluation's)."""
+    from eightbit.evaluate.classify import DEFAULT_QAT_DISTILL, DEFAULT_QAT_FINETUNE
+
+    f, d = DEFAULT_QAT_FINETUNE, DEFAULT_QAT_DISTILL
+    p.add_argument(
+        "--qat-epochs", type=int, default=f.epochs, help=f"QAT epochs (default {f.epochs})"
+    )
+    p.add_argument(
+        "--qat-learning-rate",
+        type=float,
+        default=f.learning_rate,
+        help=f"QAT learning rate (default {f.learning_rate})",
+    )
+    p.add_argument(
+        "--qat-distill-weight",
+        type=_fraction,
+        default=d.weight,
+        help="weight of the FP32 teacher's soft targets in the QAT loss, the rest on the labels "
+        f"(0: labels only; default {d.weight})",
+    )
+    p.add_argument(
+        "--qat-temperature",
+        type=_positive,
+        default=d.temperature,
+        help=f"softmax temperature of the distillation (default {d.temperature})",
+    )

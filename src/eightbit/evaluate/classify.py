@@ -6,7 +6,8 @@ model, then each INT8 variant on the same test split:
 
 - ``dynamic``: weights int8, activation ranges measured on every call;
 - one static variant per calibration method (ranges from training texts, padding masked out);
-- ``qat``: fake-quant fine-tuning from the FP32 model (``prepare_qat``), then ``convert``; the
+- ``qat``: fake-quant fine-tuning from the FP32 model (``prepare_qat``), distilling the FP32
+  model's logits into the fake-quant one (``qat_distill``), then ``convert``; the
   converted model's logits are compared with the fake-quant model's on one test batch
   (``qat_max_abs_diff``, ``qat_prediction_agreement``).
 
@@ -52,6 +53,7 @@ from eightbit.training.classifier import (
     train_classifier,
     training_settings,
 )
+from eightbit.training.distill import DistillConfig
 from eightbit.transform import convert, prepare_qat, quantize
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,12 @@ log = logging.getLogger(__name__)
 QAT = "qat"
 ALL_METHODS = (DYNAMIC, *CALIBRATION_METHODS, QAT)
 DEFAULT_QAT_CONFIG = QATConfig()
-# QAT starts from the fine-tuned FP32 weights: one epoch at a lower rate adapts them to int8
-DEFAULT_QAT_FINETUNE = FinetuneConfig(epochs=1, learning_rate=2e-5)
+# QAT starts from the fine-tuned FP32 weights: one epoch adapts them to int8, the FP32 model
+# teaching its fake-quant copy (soft targets and labels, equal weight). On the topics dev split
+# lr 5e-5 and 2e-5 tied in accuracy, 5e-5 had the lower dev log-loss
+# (bench/results/classify_qat_recipe.md)
+DEFAULT_QAT_FINETUNE = FinetuneConfig(epochs=1, learning_rate=5e-5)
+DEFAULT_QAT_DISTILL = DistillConfig(weight=0.5, temperature=2.0)
 TASK_NAMES = tuple(TASKS)
 
 
@@ -79,7 +85,8 @@ class ClassifyTask:
 @dataclass(frozen=True)
 class ClassifyEvalConfig:
     """What to evaluate. ``qat`` fine-tunes from the FP32 model with ``qat_finetune`` (keep its
-    ``max_length`` equal to ``max_length``); calibration texts are a seeded training sample."""
+    ``max_length`` equal to ``max_length``), distilling the FP32 logits with ``qat_distill``
+    (None: labels only); calibration texts are a seeded training sample."""
 
     methods: tuple[str, ...] = ALL_METHODS
     calibration_size: int = 600
@@ -88,6 +95,7 @@ class ClassifyEvalConfig:
     max_length: int = 128
     qat: QATConfig = DEFAULT_QAT_CONFIG
     qat_finetune: FinetuneConfig = DEFAULT_QAT_FINETUNE
+    qat_distill: DistillConfig | None = DEFAULT_QAT_DISTILL
     seed: int = 0
     backend: str = "auto"
     cache_dir: Path | None = None  # converted QAT models, reused when their key matches
@@ -135,6 +143,7 @@ def _qat_cache_key(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, 
         "fp32_source": task.source,
         "qat": asdict(config.qat),
         "settings": training_settings(config.qat_finetune),
+        "distill": None if config.qat_distill is None else asdict(config.qat_distill),
         "train_data": data_fingerprint(task.train),
         "backend": config.backend,
         "probe": config.batch_size,
@@ -164,8 +173,25 @@ def _train_qat(
 ) -> tuple[nn.Module, dict[str, float]]:
     """Fake-quant fine-tuning from the FP32 model, then the real INT8 model, and how closely
     the INT8 logits follow the fake-quant logits on one batch of test texts."""
+    teacher = None
+    if config.qat_distill is not None:
+        teacher = predict_logits(
+            task.model.eval(),
+            task.tokenizer,
+            task.train.texts,
+            config.batch_size,
+            config.qat_finetune.max_length,
+            progress=False,
+        )
     qat = prepare_qat(task.model, config.qat)
-    train_classifier(qat, task.tokenizer, task.train, config.qat_finetune)
+    train_classifier(
+        qat,
+        task.tokenizer,
+        task.train,
+        config.qat_finetune,
+        teacher=teacher,
+        distill=config.qat_distill,
+    )
     int8 = convert(qat, backend=config.backend)
     probe = list(test.texts[: config.batch_size])
     if not probe:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from eightbit.atomic import write_text_atomic
 from eightbit.data.batching import pack_by_tokens
@@ -40,6 +40,7 @@ from eightbit.models.bert import (
 from eightbit.models.common import encode_batch
 from eightbit.nn import FakeQuantLinear
 from eightbit.progress import progress as progress_bar
+from eightbit.training.distill import DistillConfig, distillation_loss
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +136,28 @@ def train_classifier(
     train: LabeledSplit,
     config: FinetuneConfig = DEFAULT_FINETUNE_CONFIG,
     dev: LabeledSplit | None = None,
+    teacher: Tensor | None = None,
+    distill: DistillConfig | None = None,
 ) -> nn.Module:
     """Fine-tune ``model`` in place on ``train``; returns it in eval mode, on the CPU.
 
-    With ``dev``, its accuracy is logged after every epoch.
+    With ``dev``, its accuracy is logged after every epoch. With ``teacher`` (logits per
+    training text, in order: :func:`eightbit.models.bert.predict_logits` of the teacher) the loss is
+    :func:`~eightbit.training.distill.distillation_loss` with ``distill`` (default settings
+    when None) instead of the labels' cross-entropy.
     """
     if not train.texts:
         raise EightbitError("the training set is empty; expected labeled texts")
+    if teacher is not None and teacher.shape[0] != len(train.texts):
+        raise EightbitError(
+            f"{teacher.shape[0]} teacher logits for {len(train.texts)} training texts"
+        )
+    if teacher is not None and distill is None:
+        distill = DistillConfig()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        _train(model, tokenizer, train, config, dev)
+        _train(model, tokenizer, train, config, dev, teacher, distill)
     finally:
         torch.set_num_threads(threads)
     return model.cpu().eval()
@@ -157,6 +169,8 @@ def _train(
     train: LabeledSplit,
     config: FinetuneConfig,
     dev: LabeledSplit | None,
+    teacher: Tensor | None = None,
+    distill: DistillConfig | None = None,
 ) -> None:
     torch.manual_seed(config.seed)
     device = _device(config.device)
@@ -184,7 +198,15 @@ def _train(
                 break
             enc = encode_batch(tokenizer, [train.texts[i] for i in batch], config.max_length)
             enc = {k: v.to(device) for k, v in enc.items()}
-            loss = model(**enc, labels=labels[batch].to(device)).loss
+            if teacher is None or distill is None:
+                loss = model(**enc, labels=labels[batch].to(device)).loss
+            else:
+                loss = distillation_loss(
+                    model(**enc).logits,
+                    teacher[batch].to(device),
+                    labels[batch].to(device),
+                    distill,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
