@@ -32,6 +32,7 @@ class Avx2Linear(PreparedLinear):
     def __init__(self, qweight: QuantizedWeight) -> None:
         super().__init__(qweight)
         self._packed = native.pack_weight(qweight.weight)
+        self._plan = native.LinearPlan(self._packed, qweight.scale, qweight.bias)
         self._requant_cache: dict[tuple[float, float], tuple[Tensor, Tensor, Tensor]] = {}
         self._input_key: tuple[int, int, int] | None = None
         self._input_qp: QParams | None = None
@@ -49,12 +50,10 @@ class Avx2Linear(PreparedLinear):
         return self._input_cache
 
     def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
-        w = self.qweight
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
         if (qmin, qmax) == (0, 255) or qmax <= 127:  # fused (qmax <= 127: the 7-bit path)
-            return native.linear_static_fp32(
-                x, scale, zero_point, self._packed, w.scale, w.bias, qmin, qmax
-            )
+            return self._plan.static_fp32(x, scale, zero_point, qmin, qmax)
+        w = self.qweight
         x_q = native.quantize_u8(x, scale, zero_point, qmin, qmax)
         out_scale = input_qp.scale * w.scale
         return native.linear_fp32_out(x_q, zero_point, self._packed, out_scale, w.bias)
@@ -98,5 +97,4 @@ class Avx2Linear(PreparedLinear):
         )
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
-        w = self.qweight
-        return native.linear_dynamic(x, self._packed, w.scale, w.bias, per_row=per_token)
+        return self._plan.dynamic(x, per_row=per_token)

@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "LinearPlan",
     "NativeKernelUnavailable",
     "PackedWeight",
     "gemm_u8s8_int32",
@@ -163,6 +164,8 @@ _SIGNATURES: dict[str, str] = {
     "eb_linear_f32_dynamic": "pillppilpppppi",
     "eb_linear_u8_requant": "pillppilpppiiiipi",
     "eb_set_vnni": "i",
+    "eb_plan_static": "pplpi",
+    "eb_plan_dynamic": "pplpi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -214,7 +217,8 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        fn.restype = ctypes.c_int if name.startswith(("eb_gemm", "eb_linear", "eb_set")) else None
+        status = name.startswith(("eb_gemm", "eb_linear", "eb_set", "eb_plan"))
+        fn.restype = ctypes.c_int if status else None
     return lib
 
 
@@ -297,6 +301,15 @@ def _check_zp(zp: int, name: str = "zero point") -> int:
     if not 0 <= zp <= 255:
         raise ValueError(f"{name} must be in [0, 255] for uint8 activations, got {zp}")
     return int(zp)
+
+
+def _check_static(scale: float, zp: int, qmin: int, qmax: int) -> None:
+    """Static activation parameters: positive scale, uint8 zero point and clamp."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    _check_zp(zp)
+    if not 0 <= qmin <= qmax <= 255:
+        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
 
 
 # ------------------------------------------------------------------------------------ API
@@ -449,13 +462,10 @@ def linear_static_fp32(
     n = packed.n
     ws = _check_vec(w_scale, "w_scale", torch.float32, n)
     b = _check_vec(bias, "bias", torch.float32, n)
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    if not 0 <= qmin <= qmax <= 255:
-        raise ValueError(f"need 0 <= qmin <= qmax <= 255, got [{qmin}, {qmax}]")
+    _check_static(scale, zp, qmin, qmax)
     out = torch.empty(m, n, dtype=torch.float32)
     status = _load().eb_linear_f32_static(
-        pa, scale, _check_zp(zp), qmin, qmax, m, packed.k, packed.ptr,
+        pa, scale, int(zp), qmin, qmax, m, packed.k, packed.ptr,
         packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
@@ -577,3 +587,82 @@ def linear_dynamic(
     if status:
         raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
     return out
+
+
+class _PlanStruct(ctypes.Structure):
+    """Mirror of ``eb_plan`` in ``csrc/plan.c`` (same field order and types)."""
+
+    _fields_ = [
+        ("k", ctypes.c_int64),
+        ("n", ctypes.c_int64),
+        ("packed", ctypes.c_void_p),
+        ("quad", ctypes.c_void_p),
+        ("w_scale", ctypes.c_void_p),
+        ("bias", ctypes.c_void_p),
+        ("scale", ctypes.c_float),
+        ("zp", ctypes.c_int32),
+        ("qmin", ctypes.c_int32),
+        ("qmax", ctypes.c_int32),
+        ("seven", ctypes.c_int32),
+        ("per_row", ctypes.c_int32),
+    ]
+
+
+class LinearPlan:
+    """A layer's constant GEMM arguments, checked and converted once: the per-call path of a
+    module (same results as :func:`linear_static_fp32` and :func:`linear_dynamic`).
+
+    ``packed``, ``w_scale`` (N,) float32 and ``bias`` (N,) float32 or None are checked here and
+    kept alive; per call only ``x`` is checked. The static activation parameters are checked when
+    they differ from the previous call's. The C side reads them from one struct, so a call
+    converts 5 ctypes arguments instead of 15 (about 1 us less per call).
+    """
+
+    def __init__(self, packed: PackedWeight, w_scale: Tensor, bias: Tensor | None = None) -> None:
+        if not isinstance(packed, PackedWeight):
+            raise ValueError(f"packed must be a PackedWeight, got {type(packed).__name__}")
+        n = packed.n
+        ws = _check_vec(w_scale, "w_scale", torch.float32, n)
+        b = _check_vec(bias, "bias", torch.float32, n)
+        self.packed = packed
+        self._tensors = (w_scale, bias)  # the structs hold raw pointers into these
+        lib = _load()
+        self._run_static, self._run_dynamic = lib.eb_plan_static, lib.eb_plan_dynamic
+        self._static = _PlanStruct(packed.k, n, packed.ptr, None, ws, b, 1.0, 0, 0, 255, 0, 0)
+        self._dynamic = _PlanStruct(packed.k, n, packed.ptr, None, ws, b, 1.0, 0, 0, 255, 0, 0)
+        self._static_ref = ctypes.byref(self._static)
+        self._dynamic_ref = ctypes.byref(self._dynamic)
+        self._static_key: tuple[object, ...] | None = None
+        self._dynamic_key: tuple[object, ...] | None = None
+
+    def static_fp32(
+        self, x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255
+    ) -> Tensor:
+        """:func:`linear_static_fp32` on this plan's weight, scales and bias."""
+        key = (scale, zp, qmin, qmax, _state.get("vnni"))
+        if key != self._static_key:
+            _check_static(scale, zp, qmin, qmax)
+            c = self._static
+            c.scale, c.zp, c.qmin, c.qmax = float(scale), int(zp), int(qmin), int(qmax)
+            c.seven = int(qmax <= 127)
+            c.quad = self.packed._quad_or_null(qmax <= 127)
+            self._static_key = key
+        m, px = _check_input(x, "x", torch.float32, self.packed)
+        out = torch.empty(m, self.packed.n, dtype=torch.float32)
+        if self._run_static(self._static_ref, px, m, out.data_ptr(), torch.get_num_threads()):
+            raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+        return out
+
+    def dynamic(self, x: Tensor, per_row: bool = True, seven_bit: bool = False) -> Tensor:
+        """:func:`linear_dynamic` on this plan's weight, scales and bias."""
+        key = (per_row, seven_bit, _state.get("vnni"))
+        if key != self._dynamic_key:
+            c = self._dynamic
+            c.per_row, c.seven = int(per_row), int(seven_bit)
+            c.quad = self.packed._quad_or_null(seven_bit)
+            self._dynamic_key = key
+        m, px = _check_input(x, "x", torch.float32, self.packed)
+        out = torch.empty(m, self.packed.n, dtype=torch.float32)
+        if self._run_dynamic(self._dynamic_ref, px, m, out.data_ptr(), torch.get_num_threads()):
+            raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+        return out
