@@ -4,7 +4,9 @@ VNNI: on CPUs whose /proc/cpuinfo lists ``avx512f`` and ``avx512_vnni`` (e.g. AM
 Ice Lake and later) every M > 1 GEMM runs ``vpdpbusd`` microkernels (``csrc/vnni.c``): u8 x s8
 products summed four at a time into int32 without saturation, so exact for full 8-bit
 activations at one instruction per 64 products, on the k-quad weight layout of the 7-bit path
-below (packed on first use, kept next to the pair layout that M = 1 still reads). Results are bit
+below (packed on first use, kept next to the pair layout that M = 1 still reads). Their tile is
+up to 6 rows x 4 panels (64 columns, 24 zmm accumulators): one 16-column panel per call was
+bound by its loads (7 per 6 ``vpdpbusd``), not by the multiplies. Results are bit
 for bit those of the AVX2 kernels; :func:`use_vnni` switches between them (tests run both),
 ``EIGHTBIT_VNNI=0`` turns VNNI off from the start.
 
@@ -35,6 +37,10 @@ parameters of :func:`quantize_u8_per_row` equal :func:`eightbit.core.ops.quantiz
 :func:`eightbit.core.fixedpoint.requantize` bit for bit. Float outputs are
 ``fl(fl(float(acc) * s) + bias)`` with ``s = fl(row_scale * col_scale)`` (no FMA contraction):
 identical to ``acc.float() * s + bias`` computed in torch with the same ``s``.
+
+Per-call overhead: :class:`LinearPlan` keeps a layer's constant arguments (packed weight,
+scales, bias, static activation parameters) in one C struct, checked once, so that a module's
+call converts 5 ctypes arguments instead of 15.
 
 The shared library is built with the system C compiler (``$CC`` or ``cc``) into
 ``$EIGHTBIT_CACHE_DIR`` (default ``~/.cache/eightbit``) under a name that hashes the sources and
