@@ -653,11 +653,7 @@ class LinearPlan:
             c.seven = int(qmax <= 127)
             c.quad = self.packed._quad_or_null(qmax <= 127)
             self._static_key = key
-        m, px = _check_input(x, "x", torch.float32, self.packed)
-        out = torch.empty(m, self.packed.n, dtype=torch.float32)
-        if self._run_static(self._static_ref, px, m, out.data_ptr(), torch.get_num_threads()):
-            raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
-        return out
+        return self._run(self._run_static, self._static_ref, x)
 
     def dynamic(self, x: Tensor, per_row: bool = True, seven_bit: bool = False) -> Tensor:
         """:func:`linear_dynamic` on this plan's weight, scales and bias."""
@@ -667,8 +663,11 @@ class LinearPlan:
             c.per_row, c.seven = int(per_row), int(seven_bit)
             c.quad = self.packed._quad_or_null(seven_bit)
             self._dynamic_key = key
+        return self._run(self._run_dynamic, self._dynamic_ref, x)
+
+    def _run(self, fn: ctypes._CFuncPtr, ref: object, x: Tensor) -> Tensor:
         m, px = _check_input(x, "x", torch.float32, self.packed)
         out = torch.empty(m, self.packed.n, dtype=torch.float32)
-        if self._run_dynamic(self._dynamic_ref, px, m, out.data_ptr(), torch.get_num_threads()):
+        if fn(ref, px, m, out.data_ptr(), torch.get_num_threads()):
             raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
         return out
