@@ -304,6 +304,64 @@ def test_linear_dynamic_matches_composition(per_row, m, k, n):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 8, 4), (1, 203, 30), (9, 203, 300), (40, 64, 70)])
+def test_linear_plan_equals_one_shot_functions(m, k, n):
+    """The per-layer plan gives the one-shot functions' results, for changed parameters too."""
+    g = torch.Generator().manual_seed(m + n)
+    x = torch.randn(m, k, generator=g) * 2
+    w = rand_w(n, k, g)
+    packed, ws, b = native.pack_weight(w), torch.rand(n, generator=g) * 0.01, torch.randn(n)
+    plan = native.LinearPlan(packed, ws, b)
+    for scale, zp, qmin, qmax in [(0.03, 120, 0, 255), (0.05, 60, 0, 127), (0.03, 100, 0, 255)]:
+        want = native.linear_static_fp32(x, scale, zp, packed, ws, b, qmin, qmax)
+        assert torch.equal(plan.static_fp32(x, scale, zp, qmin, qmax), want)
+    for per_row, seven in itertools.product((True, False), repeat=2):
+        want = native.linear_dynamic(x, packed, ws, b, per_row=per_row, seven_bit=seven)
+        assert torch.equal(plan.dynamic(x, per_row=per_row, seven_bit=seven), want)
+    no_bias = native.LinearPlan(packed, ws)
+    want = native.linear_static_fp32(x, 0.03, 120, packed, ws)
+    assert torch.equal(no_bias.static_fp32(x, 0.03, 120), want)
+
+
+def test_linear_plan_follows_kernel_switch():
+    """A plan built on one kernel set keeps giving the same results after use_vnni flips."""
+    if not native.vnni_available():
+        pytest.skip("this CPU lacks AVX512-VNNI")
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(20, 100, generator=g), rand_w(70, 100, g)
+    packed, ws = native.pack_weight(w), torch.rand(70, generator=g) * 0.01
+    plan = native.LinearPlan(packed, ws)
+    first = plan.static_fp32(x, 0.02, 128)
+    previous = native.use_vnni(not native.vnni_enabled())
+    try:
+        assert torch.equal(plan.static_fp32(x, 0.02, 128), first)
+        assert torch.equal(plan.dynamic(x), native.linear_dynamic(x, packed, ws))
+    finally:
+        native.use_vnni(previous)
+
+
+def test_linear_plan_rejects_bad_inputs():
+    packed = native.pack_weight(torch.zeros(4, 6, dtype=torch.int8))
+    with pytest.raises(ValueError, match=r"w_scale must have shape \(4,\)"):
+        native.LinearPlan(packed, torch.ones(3))
+    with pytest.raises(ValueError, match=r"bias must be a 1-d torch\.float32"):
+        native.LinearPlan(packed, torch.ones(4), torch.ones(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="PackedWeight"):
+        native.LinearPlan(torch.zeros(4, 6), torch.ones(4))  # type: ignore[arg-type]
+    plan = native.LinearPlan(packed, torch.ones(4))
+    x = torch.zeros(2, 6)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        plan.static_fp32(x, 0.0, 0)
+    with pytest.raises(ValueError, match="zero point"):
+        plan.static_fp32(x, 1.0, 300)
+    with pytest.raises(ValueError, match="qmin <= qmax"):
+        plan.static_fp32(x, 1.0, 0, 10, 5)
+    with pytest.raises(ValueError, match="K=6"):
+        plan.static_fp32(torch.zeros(2, 5), 1.0, 0)
+    with pytest.raises(ValueError, match="float32"):
+        plan.dynamic(x.double())
+
+
 # ---------------------------------------------------------------------------- errors, build
 
 

@@ -32,6 +32,7 @@ class Avx2Linear(PreparedLinear):
     def __init__(self, qweight: QuantizedWeight) -> None:
         super().__init__(qweight)
         self._packed = native.pack_weight(qweight.weight)
+        self._plan = native.LinearPlan(self._packed, qweight.scale, qweight.bias)
         self._requant_cache: dict[tuple[float, float], tuple[Tensor, Tensor, Tensor]] = {}
         self._input_key: tuple[int, int, int] | None = None
         self._input_qp: QParams | None = None
@@ -51,12 +52,9 @@ class Avx2Linear(PreparedLinear):
         return self._input_cache
 
     def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
-        w = self.qweight
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
         if (qmin, qmax) == (0, 255) or qmax <= 127:  # fused (qmax <= 127: the 7-bit path)
-            return native.linear_static_fp32(
-                x, scale, zero_point, self._packed, w.scale, w.bias, qmin, qmax
-            )
+            return self._plan.static_fp32(x, scale, zero_point, qmin, qmax)
         return self.linear_quantized_fp32(self.quantize_input(x, input_qp), input_qp)
 
     def quantize_input(self, x: Tensor, input_qp: QParams) -> Tensor:
@@ -127,5 +125,4 @@ class Avx2Linear(PreparedLinear):
         )  # fmt: skip
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
-        w = self.qweight
-        return native.linear_dynamic(x, self._packed, w.scale, w.bias, per_row=per_token)
+        return self._plan.dynamic(x, per_row=per_token)

@@ -84,6 +84,16 @@ int eb_set_vnni(int on);
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
             const eb_epilogue *epi, int seven, int nthreads);
 
+/* gemm.c, exported (plan.c calls them with a plan's arguments) */
+int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                         int64_t m, int64_t k, const int8_t *packed, const int8_t *quad, int seven,
+                         int64_t n, const float *w_scale, const float *bias, float *out,
+                         int nthreads);
+int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
+                          const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                          const float *w_scale, const float *bias, float *out, float *row_scale,
+                          int32_t *row_zp, int nthreads);
+
 /* quant.c, exported */
 void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,
                     int32_t qmax, uint8_t *out);
