@@ -9,8 +9,6 @@ Post-training quantization with calibration (Bhandare et al. 2019), quantization
     same = eightbit.load("out/")
 """
 
-# first, before anything imports torch: libgomp reads its wait policy when it loads
-from eightbit import openmp  # noqa: F401  # isort: skip
 from eightbit.config import QATConfig, QuantConfig
 from eightbit.errors import EightbitError
 from eightbit.io import ModelFormatError, load, save
