@@ -81,3 +81,16 @@ def test_fallback_is_recorded_in_the_saved_model(model_dir, tmp_path):
     assert [t.text for t in translate(loaded, loaded_tok, sources, progress=False)] == [
         t.text for t in translate(int8, tokenizer, sources, progress=False)
     ]
+
+
+def test_speed_table_of_a_run_too_fast_to_time(report):
+    """Times round to 0 s on tiny models: the report shows "-" instead of dividing by zero."""
+    import copy
+
+    from eightbit.evaluate.sensitivity_report import to_markdown
+
+    fast = copy.deepcopy(report)
+    for entry in (fast["fp32"], fast["int8"], fast["mixed"]):
+        entry["translate_seconds"] = 0.0
+    speed = to_markdown(fast).split("## Speed (same run)")[1]
+    assert "| - |" in speed

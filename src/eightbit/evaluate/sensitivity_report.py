@@ -83,6 +83,11 @@ def _accuracy_table(report: dict[str, Any]) -> str:
     return markdown_table(headers, rows)
 
 
+def _speedup(base_seconds: float, seconds: float) -> str:
+    """FP32 time over this model's; "-" when either rounds to 0 s (a tiny model or dev set)."""
+    return f"{base_seconds / seconds:.2f}" if base_seconds > 0 and seconds > 0 else "-"
+
+
 def _speed_table(report: dict[str, Any]) -> str:
     view = _view(report)
     base = report["fp32"][view.seconds]
@@ -94,7 +99,7 @@ def _speed_table(report: dict[str, Any]) -> str:
             r[view.seconds],
             r[view.amount[1]],
             f"{r[view.rate[1]]:.0f}",
-            f"{base / r[view.seconds]:.2f}",
+            _speedup(base, r[view.seconds]),
         ]
         for name, r in _models(report)
     ]
