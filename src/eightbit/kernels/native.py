@@ -310,6 +310,12 @@ def _check_zp(zp: int, name: str = "zero point") -> int:
     return int(zp)
 
 
+def _check_status(status: int) -> None:
+    """The C entry points return non-zero only when they cannot allocate scratch memory."""
+    if status:
+        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+
+
 def _check_static(scale: float, zp: int, qmin: int, qmax: int) -> None:
     """Static activation parameters: positive scale, uint8 zero point and clamp."""
     if not scale > 0:
@@ -418,8 +424,7 @@ def gemm_u8s8_int32(
         pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
         int(seven_bit), packed.n, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -445,8 +450,7 @@ def linear_fp32_out(
         pa, _check_zp(za), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
         int(seven_bit), n, s, b, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -476,8 +480,7 @@ def linear_static_fp32(
         packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, ws, b,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -540,8 +543,7 @@ def linear_requant(
         int(seven_bit), n, b, mp, sp, out_zp, lo, hi, signed, out.data_ptr(),
         torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -573,8 +575,7 @@ def linear_static_requant(
         packed._quad_or_null(qmax <= 127), int(qmax <= 127), n, b, mp, sp, out_zp, lo, hi,
         signed, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -636,8 +637,7 @@ def linear_dynamic(
         pa, int(per_row), m, packed.k, packed.ptr, packed._quad_or_null(seven_bit),
         int(seven_bit), n, ws, b, out.data_ptr(), None, None, torch.get_num_threads(),
     )  # fmt: skip
-    if status:
-        raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+    _check_status(status)
     return out
 
 
@@ -714,6 +714,5 @@ class LinearPlan:
     def _run(self, fn: ctypes._CFuncPtr, ref: object, x: Tensor) -> Tensor:
         m, px = _check_input(x, "x", torch.float32, self.packed)
         out = torch.empty(m, self.packed.n, dtype=torch.float32)
-        if fn(ref, px, m, out.data_ptr(), torch.get_num_threads()):
-            raise MemoryError("native INT8 kernel: cannot allocate scratch memory")
+        _check_status(fn(ref, px, m, out.data_ptr(), torch.get_num_threads()))
         return out
