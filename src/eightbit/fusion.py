@@ -51,6 +51,11 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folds
 
 
+def _static_int8(module: object) -> bool:
+    """A static (calibrated) INT8 linear: the only kind with a requantized uint8 output."""
+    return isinstance(module, QuantLinear) and module.mode == "static"
+
+
 def fuse_activations(model: nn.Module) -> int:
     """Fuse ReLU/ReLU6 after static QuantLinears into their clamp and chain consecutive static
     QuantLinears of each ``nn.Sequential`` in uint8. Returns the number of fused activations."""
@@ -59,13 +64,13 @@ def fuse_activations(model: nn.Module) -> int:
         positions = [i for i, m in enumerate(seq) if not isinstance(m, nn.Identity)]
         for here, after in itertools.pairwise(positions):
             layer, act = seq[here], _ACTIVATIONS.get(type(seq[after]))
-            if isinstance(layer, QuantLinear) and layer.mode == "static" and act:
+            if _static_int8(layer) and act:
                 layer.activation = act  # type: ignore[assignment]
                 seq[after] = nn.Identity()
                 fused += 1
         chain = [m for m in seq if not isinstance(m, nn.Identity)]
         for prev, nxt in itertools.pairwise(chain):
-            if all(isinstance(m, QuantLinear) and m.mode == "static" for m in (prev, nxt)):
+            if _static_int8(prev) and _static_int8(nxt):
                 prev.set_output_qparams(nxt.input_qparams)
     return fused
 
@@ -86,8 +91,7 @@ def run_integer(seq: nn.Sequential, x: Tensor) -> Tensor:
 
 
 def _chainable(fc1: object, activation: object, fc2: object) -> bool:
-    static = all(isinstance(m, QuantLinear) and m.mode == "static" for m in (fc1, fc2))
-    return static and type(activation) is nn.ReLU
+    return _static_int8(fc1) and _static_int8(fc2) and type(activation) is nn.ReLU
 
 
 def chain_feed_forward(model: nn.Module, enabled: bool = True) -> int:
