@@ -173,11 +173,17 @@ class QuantLinear(nn.Module):
         self.backend = backend
         self._kernel = None
 
+    def _float_rows(self, x: Tensor) -> tuple[Tensor, bool]:
+        """(M, K) contiguous float32 rows of ``x``, and whether ``x`` already was exactly that.
+
+        2-d contiguous float32 input (the common case) goes in and out without reshapes: each
+        reshape/float/contiguous is a dispatch of about 0.4 us, a decoder step only tens of us."""
+        if x.dim() == 2 and x.dtype is torch.float32 and x.is_contiguous():
+            return x, True
+        return x.reshape(-1, self.in_features).float().contiguous(), False
+
     def forward(self, x: Tensor) -> Tensor:
-        # 2-d contiguous float32 input (the common case) goes in and out without reshapes: each
-        # reshape/float/contiguous is a dispatch of about 0.4 us, a decoder step only tens of us
-        flat = x.dim() == 2 and x.dtype is torch.float32 and x.is_contiguous()
-        rows = x if flat else x.reshape(-1, self.in_features).float().contiguous()  # (M, K)
+        rows, flat = self._float_rows(x)  # (M, K)
         if self.mode == "dynamic":
             out = self.kernel().linear_dynamic(rows, self.per_token)
         elif self.has_output_qparams:  # the same uint8 an integer chain computes, dequantized
@@ -207,8 +213,9 @@ class QuantLinear(nn.Module):
         quantize fused into the kernel where the backend can)."""
         if self.mode != "static" or not self.has_output_qparams:
             raise ValueError("forward_requantized needs a static layer with output qparams")
-        out = self._requantized(x.reshape(-1, self.in_features).float().contiguous())
-        return out.reshape(*x.shape[:-1], self.out_features)
+        rows, flat = self._float_rows(x)
+        out = self._requantized(rows)
+        return out if flat else out.reshape(*x.shape[:-1], self.out_features)
 
     def _requantized(self, rows: Tensor) -> Tensor:
         return self.kernel().linear_requant_from_fp32(
