@@ -10,11 +10,14 @@ import json
 import shutil
 
 import pytest
+import torch
 
+import eightbit
 from eightbit.cli import main
 from eightbit.data import classification
 from eightbit.data.classification import LabeledSplit
 from eightbit.models.bert import load_classifier
+from eightbit.nn import QuantLinear
 from tests.cli.test_bad_input import fails, listing
 from tests.tiny_classifier import synthetic_split, write_tiny_bert
 
@@ -53,6 +56,21 @@ def test_analyze_and_fallback_end_to_end(fine_tuned_classifier, toy_data, tmp_pa
     assert record["drop"] <= 0.5
     loaded, _ = load_classifier(out)
     assert loaded.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_fallback_keeps_the_quantization_options(fine_tuned_classifier, toy_data, tmp_path):
+    out = tmp_path / "int8"
+    argv = ["-q", "quantize", str(fine_tuned_classifier), str(out), "--method", "minmax", *FAST]
+    options = ["--exclude", "classifier", "--no-per-channel", "--max-accuracy-drop", "100"]
+    assert main([*argv, *options]) == 0
+    meta = json.loads((out / "eightbit.json").read_text())
+    assert meta["quantization"]["exclude"] == ["classifier"]
+    assert meta["quantization"]["per_channel"] is False
+    loaded = eightbit.load(out)
+    assert not isinstance(loaded.classifier, QuantLinear)  # excluded: never INT8
+    dense = loaded.bert.encoder.layer[0].output.dense
+    assert isinstance(dense, QuantLinear)
+    assert torch.unique(dense.weight_scale).numel() == 1  # one scale per tensor
 
 
 @pytest.mark.parametrize("method", ["minmax", "dynamic"])

@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="reports/sensitivity", help="report directory")
     p.add_argument("--json", help="also write the JSON report to this file")
     _add_common_model_options(p, beam=False)
+    add_config_options(p, QuantConfig, skip=("method", "backend"))
     p.set_defaults(handler=_analyze)
 
     p = commands.add_parser("translate", help="translate a file (or stdin) line by line")

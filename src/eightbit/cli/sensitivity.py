@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eightbit.cli.common import UsageError, finish_report
+from eightbit.cli.common import UsageError, config_from_args, finish_report
 
 if TYPE_CHECKING:
     from eightbit.evaluate.sensitivity import SensitivityConfig, SensitivityTask
@@ -104,7 +104,7 @@ def max_drop(args: argparse.Namespace) -> float | None:
 
 
 def _config(args: argparse.Namespace) -> SensitivityConfig:
-    from eightbit.config import AUTO
+    from eightbit.config import AUTO, QuantConfig
     from eightbit.evaluate.sensitivity import SensitivityConfig
     from eightbit.mixed.method_choice import CANDIDATE_METHODS
 
@@ -124,6 +124,7 @@ def _config(args: argparse.Namespace) -> SensitivityConfig:
         backend=args.backend,
         max_drop=max_drop(args),
         progress=not args.quiet,
+        quantization=config_from_args(QuantConfig, args),
     )
 
 

@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from torch import nn
@@ -68,12 +68,19 @@ class SensitivityTask:
 class SensitivityConfig:
     """How to analyse: calibration ``method`` (a histogram method or ``auto``), kernel
     ``backend``, and ``max_drop``, the fallback budget in metric points (BLEU, or accuracy
-    percentage points), ``None`` for no fallback."""
+    percentage points), ``None`` for no fallback. ``quantization`` holds every other
+    post-training option (per-channel weights, include/exclude patterns, histogram bins...);
+    its own ``method`` and ``backend`` are ignored in favour of the two fields here."""
 
     method: str = "kl-independent"
     backend: str = "auto"
     max_drop: float | None = None
     progress: bool = True
+    quantization: QuantConfig = field(default_factory=QuantConfig)
+
+    def quant_config(self, method: str) -> QuantConfig:
+        """The post-training options with ``method`` and this analysis's backend."""
+        return replace(self.quantization, method=method, backend=self.backend)
 
 
 def dev_sample(dev: Sequence[T], size: int | None, seed: int) -> list[T]:
@@ -101,14 +108,14 @@ class Calibrated:
 def calibrate_once(task: SensitivityTask, config: SensitivityConfig) -> Calibrated:
     """Record histograms on the task's batches, give every layer the method's range, convert
     once."""
-    recording = QuantConfig(method=AUTO, backend=config.backend)
+    recording = config.quant_config(AUTO)
     prepared = prepare(task.model, recording)
     calibrate(prepared, task.batches, task.run, config.progress)
     methods = apply_method(
         prepared, recording, config.method, task.batches, task.run, config.progress
     )
     int8 = convert(prepared)
-    int8._eightbit_config = QuantConfig(method=config.method, backend=config.backend)
+    int8._eightbit_config = config.quant_config(config.method)
     int8._eightbit_extra = {"calibration_methods": methods}
     return Calibrated(task.model, int8, quantized_units(int8), methods, prepared, recording)
 
