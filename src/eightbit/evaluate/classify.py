@@ -342,6 +342,7 @@ def write_reports(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
                 title=f"{entry['task']}: INT8 accuracy by method",
                 ylabel="accuracy %",
                 reference=100 * entry["fp32"]["accuracy"],
+                zoom=True,
             )
         )
     return paths

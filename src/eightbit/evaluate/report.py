@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,8 +58,12 @@ def bar_chart_png(
     ylabel: str,
     reference: float | None = None,
     reference_label: str = "FP32",
+    zoom: bool = False,
 ) -> Path:
-    """A bar chart (one bar per label) with an optional horizontal reference line."""
+    """A bar chart (one bar per label) with an optional horizontal reference line.
+
+    ``zoom`` starts the value axis a little below the lowest value instead of at 0, for
+    metrics whose differences are small next to their size (accuracies in the 90s)."""
     fig, ax = pyplot().subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0), dpi=110)
     bars = ax.bar(range(len(labels)), values, color="#4c72b0")
     ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
@@ -68,6 +73,10 @@ def bar_chart_png(
         )
         ax.legend(loc="lower right")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    if zoom and values:
+        low = min([*values, reference] if reference is not None else values)
+        ax.set_ylim(bottom=max(0.0, math.floor(low) - 2.0))
+        ylabel = f"{ylabel} (axis from {ax.get_ylim()[0]:g})"
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.tight_layout()
