@@ -66,16 +66,18 @@ def bar_chart_png(
     metrics whose differences are small next to their size (accuracies in the 90s)."""
     fig, ax = pyplot().subplots(figsize=(max(6.0, 0.8 * len(labels) + 2), 4.0), dpi=110)
     bars = ax.bar(range(len(labels)), values, color="#4c72b0")
-    ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
+    digits = 2 if zoom else 1  # a zoomed axis shows differences of hundredths
+    ax.bar_label(bars, labels=[f"{v:.{digits}f}" for v in values], fontsize=8)
     if reference is not None:
         ax.axhline(
             reference, color="#c44e52", linestyle="--", label=f"{reference_label} {reference:.2f}"
         )
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right" if zoom else "lower right")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     if zoom and values:
-        low = min([*values, reference] if reference is not None else values)
-        ax.set_ylim(bottom=max(0.0, math.floor(low) - 2.0))
+        shown = [*values, reference] if reference is not None else list(values)
+        bottom = max(0.0, math.floor(min(shown)) - 2.0)
+        ax.set_ylim(bottom, max(shown) + 0.25 * (max(shown) - bottom))
         ylabel = f"{ylabel} (axis from {ax.get_ylim()[0]:g})"
     ax.set_ylabel(ylabel)
     ax.set_title(title)
