@@ -47,9 +47,16 @@ def test_report_schema(report):
     assert entry["task"] == "toy" and entry["labels"] == ["negative", "positive"]
     assert set(entry["fp32"]) >= {"accuracy", "balanced_accuracy", "size_mb"}
     assert [r["method"] for r in entry["int8"]] == list(METHODS)
+    n = entry["test_examples"]
     for row in entry["int8"]:
-        assert set(row) >= {"method", "accuracy", "balanced_accuracy", "size_mb"}
+        assert set(row) >= {"method", "accuracy", "balanced_accuracy", "size_mb", "p_vs_fp32"}
         assert 0.0 <= row["balanced_accuracy"] <= 1.0
+        # the paired counts explain the accuracy difference exactly
+        assert row["fixed"] - row["broken"] == round(
+            n * (row["accuracy"] - entry["fp32"]["accuracy"])
+        )
+        assert row["fp32_agreement"] <= 1.0 - (row["broken"] + row["fixed"]) / n + 1e-9
+        assert 0.0 < row["p_vs_fp32"] <= 1.0
     json.dumps(report)  # plain JSON types only
 
 
@@ -74,6 +81,7 @@ def test_reports_are_written(report, tmp_path):
     assert json.loads((tmp_path / "classify.json").read_text()) == report
     markdown = (tmp_path / "classify.md").read_text()
     assert "### toy (40 test examples, 2 classes)" in markdown and "INT8 qat" in markdown
+    assert "| broken / fixed | McNemar p |" in markdown
     assert (tmp_path / "classify_toy.png").read_bytes()[:4] == b"\x89PNG"
 
 

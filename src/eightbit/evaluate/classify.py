@@ -11,8 +11,13 @@ model, then each INT8 variant on the same test split:
   converted model's logits are compared with the fake-quant model's on one test batch
   (``qat_max_abs_diff``, ``qat_prediction_agreement``).
 
+Every INT8 row is also compared with FP32 text by text: ``fp32_agreement`` (share of identical
+predictions), ``broken`` / ``fixed`` (texts FP32 got right and INT8 wrong, and the reverse) and
+``p_vs_fp32``, McNemar's exact p-value (large: the accuracy difference is within chance).
+
 Report schema: ``{"tasks": [{"task", "fp32": {"accuracy", "balanced_accuracy", "size_mb"},
-"int8": [{"method", "accuracy", "balanced_accuracy", "size_mb"}, ...]}]}``.
+"int8": [{"method", "accuracy", "balanced_accuracy", "size_mb", "fp32_agreement", "broken",
+"fixed", "p_vs_fp32"}, ...]}]}``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from eightbit.atomic import write_text_atomic
 from eightbit.calibration import CALIBRATION_METHODS
 from eightbit.config import DYNAMIC, QATConfig, QuantConfig
 from eightbit.data.classification import TASKS, LabeledSplit, load_task
-from eightbit.evaluate.metrics import accuracy, balanced_accuracy
+from eightbit.evaluate.metrics import accuracy, balanced_accuracy, paired_comparison
 from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
 from eightbit.io import METADATA_FILE, read_metadata
@@ -118,7 +123,20 @@ def _scores(
         "balanced_accuracy": round(balanced_accuracy(predictions, test.labels), 4),
         "predict_seconds": round(time.perf_counter() - start, 2),
     }
-    return scores, logits
+    return scores, predictions
+
+
+def _versus_fp32(
+    fp32_predictions: list[int], predictions: list[int], labels: Sequence[int]
+) -> dict[str, Any]:
+    """Paired comparison with the FP32 model on the same test texts (McNemar's exact test)."""
+    c = paired_comparison(fp32_predictions, predictions, labels)
+    return {
+        "fp32_agreement": round(c.agreement, 4),
+        "broken": c.broken,
+        "fixed": c.fixed,
+        "p_vs_fp32": round(c.p_value, 4),
+    }
 
 
 def _size_mb(model: nn.Module, tokenizer: Any, int8: bool) -> float:
@@ -220,7 +238,7 @@ def evaluate_task(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, A
             test.texts[: config.test_size], test.labels[: config.test_size], test.label_names
         )
     model = task.model.eval()
-    fp32, _ = _scores(model, task, test, config)
+    fp32, fp32_predictions = _scores(model, task, test, config)
     fp32["size_mb"] = _size_mb(model, task.tokenizer, int8=False)
     calib = None
     if any(m in CALIBRATION_METHODS for m in config.methods):
@@ -242,7 +260,8 @@ def evaluate_task(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, A
                 progress=config.progress,
             )
         seconds = round(time.perf_counter() - start, 2)
-        scores, _ = _scores(int8, task, test, config)
+        scores, predictions = _scores(int8, task, test, config)
+        scores.update(_versus_fp32(fp32_predictions, predictions, test.labels))
         size = _size_mb(int8, task.tokenizer, int8=True)
         rows.append(
             {"method": method, **scores, "size_mb": size, "quantize_seconds": seconds, **extra}
@@ -294,7 +313,17 @@ def run_classify_demo(
 
 def to_markdown(report: dict[str, Any]) -> str:
     """One table per task: accuracy, balanced accuracy (percent), size and size ratio."""
-    headers = ["model", "accuracy %", "balanced acc. %", "vs FP32 %", "size MB", "size x"]
+    headers = [
+        "model",
+        "accuracy %",
+        "balanced acc. %",
+        "vs FP32 %",
+        "same as FP32 %",
+        "broken / fixed",
+        "McNemar p",
+        "size MB",
+        "size x",
+    ]
     parts = []
     for entry in report["tasks"]:
         fp32 = entry["fp32"]
@@ -304,6 +333,9 @@ def to_markdown(report: dict[str, Any]) -> str:
                 100 * fp32["accuracy"],
                 100 * fp32["balanced_accuracy"],
                 100.0,
+                "",
+                "",
+                "",
                 fp32["size_mb"],
                 "1.00",
             ]
@@ -315,6 +347,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                     100 * r["accuracy"],
                     100 * r["balanced_accuracy"],
                     100 * r["accuracy"] / max(fp32["accuracy"], 1e-12),
+                    *_paired_cells(r),
                     r["size_mb"],
                     f"{r['size_mb'] / max(fp32['size_mb'], 1e-12):.2f}",
                 ]
@@ -324,6 +357,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{len(entry['labels'])} classes)\n\n" + markdown_table(headers, rows)
         )
     return "\n".join(parts)
+
+
+def _paired_cells(row: dict[str, Any]) -> list[Any]:
+    """The FP32-comparison cells of one INT8 row ("-" in reports written before they existed)."""
+    if "fp32_agreement" not in row:
+        return ["-", "-", "-"]
+    return [
+        100 * row["fp32_agreement"],
+        f"{row['broken']} / {row['fixed']}",
+        f"{row['p_vs_fp32']:.2g}",
+    ]
 
 
 def write_reports(report: dict[str, Any], out_dir: str | Path) -> list[Path]:

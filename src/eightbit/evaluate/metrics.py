@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,3 +55,39 @@ def balanced_accuracy(predictions: Sequence[int], labels: Sequence[int]) -> floa
         idx = [i for i, y in enumerate(labels) if y == cls]
         recalls.append(sum(int(predictions[i] == cls) for i in idx) / len(idx))
     return sum(recalls) / len(recalls)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two classifiers on the same examples: ``broken``, examples the reference got right and
+    the candidate wrong; ``fixed``, the reverse; ``agreement``, the share of identical
+    predictions; ``p_value``, McNemar's exact two-sided test that ``broken`` and ``fixed`` are
+    equally likely (large: the accuracy difference is within chance)."""
+
+    agreement: float
+    broken: int
+    fixed: int
+    p_value: float
+
+
+def mcnemar_exact_p(broken: int, fixed: int) -> float:
+    """Two-sided exact McNemar p-value: twice the binomial(n, 1/2) tail at ``min(b, c)``,
+    capped at 1 (``n = b + c`` discordant pairs; 1.0 when there are none)."""
+    if broken < 0 or fixed < 0:
+        raise ValueError(f"counts must be non-negative, got {broken} and {fixed}")
+    n = broken + fixed
+    tail = sum(math.comb(n, i) for i in range(min(broken, fixed) + 1))
+    return min(1.0, 2 * tail / 2**n)  # exact in integers up to the final division
+
+
+def paired_comparison(
+    reference: Sequence[int], candidate: Sequence[int], labels: Sequence[int]
+) -> PairedComparison:
+    """How ``candidate``'s predictions differ from ``reference``'s (e.g. INT8 vs FP32)."""
+    if not (len(reference) == len(candidate) == len(labels)) or not labels:
+        raise ValueError("predictions and labels must be non-empty and of equal length")
+    triples = list(zip(reference, candidate, labels, strict=True))
+    broken = sum(r == y != c for r, c, y in triples)
+    fixed = sum(c == y != r for r, c, y in triples)
+    agreement = sum(r == c for r, c, _ in triples) / len(labels)
+    return PairedComparison(agreement, broken, fixed, mcnemar_exact_p(broken, fixed))
