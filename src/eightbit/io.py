@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from eightbit.errors import ModelFormatError
+from eightbit.fusion import chain_feed_forward
 from eightbit.io_checks import (
     check_config_sizes,
     check_fits,
@@ -280,6 +281,9 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     """Load a model saved by :func:`save`; ``model`` is the float architecture for plain torch
     models (transformers models are rebuilt from the metadata).
 
+    Feed-forward blocks of models saved unchained (before the integer chain existed) are
+    chained as :func:`eightbit.convert` chains them.
+
     Never executes code from the files. Any problem with them (missing, truncated, corrupt,
     foreign, other format version, a config that does not match the weights) raises
     :class:`ModelFormatError` with a one-line message, and nothing else.
@@ -309,5 +313,9 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
             f"{missing[:5]}, unexpected {result.unexpected_keys[:5]})"
         )
     skeleton._eightbit_config = config_from_record(metadata.get("quantization", {}), directory)
+    # models saved before convert chained fc1 -> ReLU -> fc2 get the chain now: it is derived
+    # from saved tensors only (fc1's output qparams are fc2's input qparams), so the result is
+    # what convert gives today; chained models are left as they are
+    chain_feed_forward(skeleton)
     skeleton.eval()
     return skeleton

@@ -1,6 +1,8 @@
 """Jacob et al.'s rewrites: BatchNorm folding, fused ReLU/ReLU6, integer chains (a small MLP, and
 the feed-forward blocks of a tiny Marian)."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -127,4 +129,23 @@ def test_chain_follows_module_swaps_and_survives_save_load(chained_marian, tmp_p
     with torch.no_grad():
         expected = chained_marian(input_ids=ids, decoder_input_ids=ids).logits
         assert all(is_chained(b.fc1, b.fc2) for b in _blocks(loaded))
+        assert torch.equal(loaded(input_ids=ids, decoder_input_ids=ids).logits, expected)
+
+
+def test_models_saved_unchained_are_chained_at_load(chained_marian, tmp_path):
+    """A model saved before the chain existed (fc1 with its fp32 epilogue) loads chained, with
+    the outputs of the model as convert chains it now."""
+    ids = torch.tensor([[5, 9, 3, 0], [7, 2, 0, 63]])
+    with torch.no_grad():
+        expected = chained_marian(input_ids=ids, decoder_input_ids=ids).logits
+    chain_feed_forward(chained_marian, enabled=False)  # the format before the chain
+    try:
+        eightbit.save(chained_marian, tmp_path / "old")
+    finally:
+        chain_feed_forward(chained_marian)
+    meta = json.loads((tmp_path / "old" / "eightbit.json").read_text())
+    assert not any(r.get("has_output_qparams") for r in meta["modules"].values())
+    loaded = eightbit.load(tmp_path / "old")
+    assert len(_blocks(loaded)) == 2 and all(is_chained(b.fc1, b.fc2) for b in _blocks(loaded))
+    with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids, decoder_input_ids=ids).logits, expected)

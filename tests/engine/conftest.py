@@ -51,8 +51,9 @@ def source_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def static_int8(model, method: str = "minmax", backend: str = "auto"):
-    """Static INT8 calibrated on three random batches (targets of the length limit)."""
+def static_int8(model, method: str = "minmax", backend: str = "auto", **overrides):
+    """Static INT8 calibrated on three random batches (targets of the length limit);
+    ``overrides``: further :class:`QuantConfig` fields."""
     batches = []
     for seed in range(3):
         batch = source_batch(LENGTHS, seed)
@@ -64,5 +65,5 @@ def static_int8(model, method: str = "minmax", backend: str = "auto"):
                 "decoder_attention_mask": target["attention_mask"][:, :-1],
             }
         )
-    config = QuantConfig(method=method, backend=backend)
+    config = QuantConfig(method=method, backend=backend, **overrides)
     return eightbit.quantize(model, batches, config, run=calibration_run, progress=False)

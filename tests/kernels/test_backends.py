@@ -110,8 +110,10 @@ isa_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixtu
 
 @avx2_only
 @isa_settings
-@given(shape=shapes, seed=st.integers(0, 2**16), per_tensor=st.booleans())
-def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
+@given(shape=shapes, seed=st.integers(0, 2**16), per_tensor=st.booleans(), left=st.booleans())
+def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor, left):
+    """``left``: a narrow output range, so some multipliers are >= 1 (left shifts, saturation);
+    else all are < 1 and the requantization takes the kernel's path without left shifts."""
     m, k, n = shape
     layer = random_layer(n, k, seed)
     if per_tensor:
@@ -119,7 +121,7 @@ def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=g) * 3
     in_qp = qparams_from_range(-2.5, 3.5)
-    out_qp = qparams_from_range(-6.0, 4.0)
+    out_qp = qparams_from_range(-0.01, 0.01) if left else qparams_from_range(-6.0, 4.0)
     ref, fast = prepare_linear(layer, "reference"), prepare_linear(layer, "avx2")
     assert torch.equal(fast.linear_fp32(x, in_qp), ref.linear_fp32(x, in_qp))
     x_q = quantize(x, in_qp)
@@ -129,6 +131,10 @@ def test_avx2_is_bit_exact_with_the_reference(isa, shape, seed, per_tensor):
     for activation in ("none", "relu"):
         assert torch.equal(
             fast.linear_requant(x_q, in_qp, out_qp, activation),
+            ref.linear_requant(x_q, in_qp, out_qp, activation),
+        )
+        assert torch.equal(
+            fast.linear_requant_from_fp32(x, in_qp, out_qp, activation),
             ref.linear_requant(x_q, in_qp, out_qp, activation),
         )
     for per_token in (False, True):

@@ -209,30 +209,33 @@ def test_requant_matches_fixedpoint(m, k, n, dtype):
     real[: n // 3] *= 300.0  # some M >= 1: left shifts, saturation
     fpm = quantize_multiplier(real)
     zp, lo, hi = (3, 0, 255) if dtype == torch.uint8 else (-5, -128, 127)
-    got = native.linear_requant(
-        a, 100, native.pack_weight(w), bias, fpm.multiplier, fpm.shift, zp, lo, hi, dtype
-    )
+    requant = native.Requantization(bias, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
+    got = native.linear_requant(a, 100, native.pack_weight(w), requant)
     want = requant_reference(ref_acc(a, w, 100), bias, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
     assert got.dtype == dtype and torch.equal(got, want)
 
 
-@pytest.mark.parametrize("big_shift", [False, True])
-def test_requant_edge_multipliers(big_shift):
-    """Any int32 multiplier (INT32_MIN included), shifts -31..62, huge biases."""
-    g = torch.Generator().manual_seed(int(big_shift))
-    m, k, n = 13, 40, 64
+@pytest.mark.parametrize("m", [1, 13])  # the M = 1 kernel and the tiled GEMM
+@pytest.mark.parametrize(("lo_shift", "hi_shift"), [(0, 30), (-31, 30), (-31, 62)])
+def test_requant_edge_multipliers(m, lo_shift, hi_shift):
+    """Any multiplier in [0, 2^31), shifts in [lo_shift, hi_shift]: right shifts only (the
+    vector path without left shifts), left shifts with saturation, and right shifts over 30
+    (the scalar path); huge biases, so acc + bias wraps and reaches INT32_MIN/MAX."""
+    g = torch.Generator().manual_seed(m * 100 + hi_shift - lo_shift)
+    k, n = 40, 64
     a, w = rand_u8(m, k, g), rand_w(n, k, g)
-    m0 = torch.randint(-(2**31), 2**31, (n,), generator=g, dtype=torch.int64).int()
-    m0[:4] = torch.tensor([-(2**31), 2**31 - 1, 0, 2**30], dtype=torch.int32)
-    hi_shift = 62 if big_shift else 30
-    shift = torch.randint(-31, hi_shift + 1, (n,), generator=g, dtype=torch.int32)
-    shift[:3] = torch.tensor([-31, 0, hi_shift], dtype=torch.int32)
+    m0 = torch.randint(0, 2**31, (n,), generator=g, dtype=torch.int64).int()
+    m0[:4] = torch.tensor([2**31 - 1, 0, 2**30, 1], dtype=torch.int32)
+    shift = torch.randint(lo_shift, hi_shift + 1, (n,), generator=g, dtype=torch.int32)
+    shift[:3] = torch.tensor([lo_shift, 0, hi_shift], dtype=torch.int32)
     bias = torch.randint(-(2**31), 2**31, (n,), generator=g, dtype=torch.int64).int()
-    got = native.linear_requant(
-        a, 0, native.pack_weight(w), bias, m0, shift, 0, -128, 127, torch.int8
-    )
+    bias[4:6] = torch.tensor([-(2**31), 2**31 - 1], dtype=torch.int32)
+    bias[n // 2 :] //= 2**16  # moderate biases: outputs inside the clamp too
+    requant = native.Requantization(bias, m0, shift, 0, -128, 127, torch.int8)
+    got = native.linear_requant(a, 0, native.pack_weight(w), requant)
     want = requant_reference(ref_acc(a, w), bias, m0, shift, 0, -128, 127, torch.int8)
     assert torch.equal(got, want)
+    assert ((want > -128) & (want < 127)).sum() >= m  # not only saturated values
 
 
 def test_requant_equals_core_requantize_with_relu():
@@ -243,9 +246,8 @@ def test_requant_equals_core_requantize_with_relu():
     acc = ref_acc(a, w, 90).int()
     want = requantize(acc, fpm, out_qp, "relu")
     zp = int(out_qp.zero_point)
-    got = native.linear_requant(
-        a, 90, native.pack_weight(w), None, fpm.multiplier, fpm.shift, zp, zp, 255, torch.uint8
-    )
+    requant = native.Requantization(None, fpm.multiplier, fpm.shift, zp, zp, 255, torch.uint8)
+    got = native.linear_requant(a, 90, native.pack_weight(w), requant)
     assert torch.equal(got, want)
 
 
@@ -380,9 +382,15 @@ def test_wrapper_rejects_bad_inputs():
         native.linear_fp32_out(a, 0, packed, torch.ones(3), None)
     ones = torch.ones(4, dtype=torch.int32)
     with pytest.raises(ValueError, match="shift"):
-        native.linear_requant(a, 0, packed, None, ones, ones * 63, 0, 0, 255)
+        native.Requantization(None, ones, ones * 63, 0, 0, 255)
+    with pytest.raises(ValueError, match="m0"):  # the kernel relies on M0 >= 0
+        native.Requantization(None, -ones, ones, 0, 0, 255)
     with pytest.raises(ValueError, match="out_dtype"):
-        native.linear_requant(a, 0, packed, None, ones, ones, 0, 0, 255, torch.int32)
+        native.Requantization(None, ones, ones, 0, 0, 255, torch.int32)
+    with pytest.raises(ValueError, match="N=4"):
+        native.linear_requant(
+            a, 0, packed, native.Requantization(None, ones[:3], ones[:3], 0, 0, 9)
+        )
     with pytest.raises(ValueError, match="int8"):
         native.pack_weight(torch.zeros(4, 6, dtype=torch.uint8))
 
@@ -433,8 +441,9 @@ def test_single_row_path_equals_tile_path(k, n):
     m0 = torch.randint(2**30, 2**31 - 1, (n,), generator=g, dtype=torch.int32)
     shift = torch.randint(-3, 40, (n,), generator=g, dtype=torch.int32)
     for dtype, zp, lo, hi in ((torch.uint8, 5, 0, 255), (torch.int8, -3, -128, 127)):
-        one = native.linear_requant(a, 9, packed, None, m0, shift, zp, lo, hi, dtype)
-        both = native.linear_requant(two, 9, packed, None, m0, shift, zp, lo, hi, dtype)
+        requant = native.Requantization(None, m0, shift, zp, lo, hi, dtype)
+        one = native.linear_requant(a, 9, packed, requant)
+        both = native.linear_requant(two, 9, packed, requant)
         assert torch.equal(one[0], both[0])
     x = torch.randn(1, k, generator=g)
     x2 = torch.cat([x, x])
@@ -526,7 +535,8 @@ def test_seven_bit_epilogues_equal_eight_bit_path(m, k, n):
     bias_i = torch.randint(-(2**20), 2**20, (n,), generator=g, dtype=torch.int32)
     fpm = quantize_multiplier(torch.rand(n, generator=g, dtype=torch.float64) * 1e-3)
     for dtype, zp, lo, hi in ((torch.uint8, 3, 0, 255), (torch.int8, -5, -128, 127)):
-        args = (a, 60, packed, bias_i, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
+        requant = native.Requantization(bias_i, fpm.multiplier, fpm.shift, zp, lo, hi, dtype)
+        args = (a, 60, packed, requant)
         r8 = native.linear_requant(*args)
         assert torch.equal(native.linear_requant(*args, seven_bit=True), r8)
         want = requant_reference(

@@ -1,6 +1,6 @@
 """One incremental decoder step and the per-batch setup it needs (Marian: post-norm layers).
 
-The encoder runs once per batch (the model's own encoder module); each step then embeds one new
+The encoder runs once per batch (:mod:`eightbit.engine.encoder`); each step then embeds one new
 token per row, attends over the cached keys/values with SDPA, and returns next-token logits.
 """
 
@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from eightbit.engine import encoder
 from eightbit.engine.cache import DecoderCache
 from eightbit.engine.plan import DecoderPlan
 
 
 def encode(plan: DecoderPlan, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """Encoder states (batch, source_len, d_model)."""
-    return plan.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return encoder.encode(plan.encoder, input_ids, attention_mask)
 
 
 def new_cache(

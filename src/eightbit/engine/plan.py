@@ -1,4 +1,5 @@
-"""What the engine runs: a Marian model's decoder taken apart into the pieces one step needs.
+"""What the engine runs: a Marian model's encoder and decoder taken apart into the pieces the
+encoder forward (:mod:`eightbit.engine.encoder`) and one decoder step need.
 
 Built once per model from a Hugging Face ``MarianMTModel`` (FP32, or INT8 from
 :func:`eightbit.quantize`: the layers are whatever modules the model holds, ``nn.Linear`` or
@@ -14,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from eightbit.engine.encoder import EncoderPlan, build_encoder_plan
 from eightbit.engine.fuse import feed_forward, fuse_linears
 from eightbit.errors import EightbitError
 from eightbit.nn import QuantLinear
@@ -42,7 +44,7 @@ class DecoderLayerPlan:
 class DecoderPlan:
     """Everything a decoding step reads, plus the token ids and limits of the model."""
 
-    encoder: nn.Module
+    encoder: EncoderPlan
     embed_tokens: nn.Module
     embed_scale: float
     positions: Tensor  # (max_positions, d) sinusoidal table
@@ -122,7 +124,7 @@ def build_plan(model: Any) -> DecoderPlan:
     decoder = model.get_decoder()
     d_model = config.d_model
     return DecoderPlan(
-        encoder=model.get_encoder(),
+        encoder=build_encoder_plan(model),  # copies weights
         embed_tokens=decoder.embed_tokens,
         embed_scale=math.sqrt(d_model) if config.scale_embedding else 1.0,
         positions=decoder.embed_positions.weight.detach(),

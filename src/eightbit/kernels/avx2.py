@@ -33,7 +33,9 @@ class Avx2Linear(PreparedLinear):
         super().__init__(qweight)
         self._packed = native.pack_weight(qweight.weight)
         self._plan = native.LinearPlan(self._packed, qweight.scale, qweight.bias)
-        self._requant_cache: dict[tuple[float, float], tuple[Tensor, Tensor, Tensor]] = {}
+        self._requant_cache: dict[tuple[object, ...], native.Requantization] = {}
+        # (key, epilogue, the qparams themselves: holding them keeps their ids unique)
+        self._requant_last: tuple[tuple[object, ...], native.Requantization, object] | None = None
         self._input_key: tuple[int, int, int] | None = None
         self._input_qp: QParams | None = None
         self._input_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
@@ -71,19 +73,34 @@ class Avx2Linear(PreparedLinear):
             x_q, zero_point, self._packed, self._out_scale, w.bias, seven_bit=qmax <= 127
         )
 
-    def _requant_params(self, input_qp: QParams, output_qp: QParams) -> tuple[Tensor, ...]:
-        key = (float(input_qp.scale), float(output_qp.scale))
-        if key not in self._requant_cache:
+    def _requantization(
+        self, input_qp: QParams, output_qp: QParams, activation: Activation
+    ) -> native.Requantization:
+        """The checked requantization epilogue for these qparams, cached: for the last qparams
+        objects (refreshed if their tensors were changed in place), so a call reads no tensor
+        into Python, and by scale values and clamp for all others."""
+        key = (
+            id(input_qp), input_qp.scale._version, id(output_qp), output_qp.scale._version,
+            output_qp.zero_point._version, activation,
+        )  # fmt: skip
+        last = self._requant_last
+        if last is not None and last[0] == key:
+            return last[1]
+        lo, hi = activation_bounds(output_qp, activation)
+        out_zp = int(output_qp.zero_point)
+        by_value = (float(input_qp.scale), float(output_qp.scale), out_zp, lo, hi, output_qp.dtype)
+        if by_value not in self._requant_cache:
             w = self.qweight
             fpm = quantize_multiplier(
                 input_qp.scale.double() * w.scale.double() / output_qp.scale.double()
             )
-            self._requant_cache[key] = (
-                bias_to_int32(w.bias, input_qp.scale, w.scale),
-                fpm.multiplier,
-                fpm.shift,
+            bias = bias_to_int32(w.bias, input_qp.scale, w.scale)
+            self._requant_cache[by_value] = native.Requantization(
+                bias, fpm.multiplier, fpm.shift, out_zp, lo, hi, output_qp.dtype
             )
-        return self._requant_cache[key]
+        requant = self._requant_cache[by_value]
+        self._requant_last = (key, requant, (input_qp, output_qp))
+        return requant
 
     def linear_requant(
         self,
@@ -92,22 +109,10 @@ class Avx2Linear(PreparedLinear):
         output_qp: QParams,
         activation: Activation = "none",
     ) -> Tensor:
-        check_input_qparams(input_qp)
-        bias, m0, shift = self._requant_params(input_qp, output_qp)
-        lo, hi = activation_bounds(output_qp, activation)
-        return native.linear_requant(
-            x_q,
-            int(input_qp.zero_point),
-            self._packed,
-            bias,
-            m0,
-            shift,
-            int(output_qp.zero_point),
-            lo,
-            hi,
-            output_qp.dtype,
-            seven_bit=input_qp.qmax <= 127,  # x_q is clamped to [qmin, qmax] by its producer
-        )
+        _, zero_point, _, qmax = self._input_params(input_qp)
+        requant = self._requantization(input_qp, output_qp, activation)
+        # x_q is clamped to [qmin, qmax] by its producer: qmax <= 127 means 7-bit activations
+        return native.linear_requant(x_q, zero_point, self._packed, requant, seven_bit=qmax <= 127)
 
     def linear_requant_from_fp32(
         self,
@@ -117,12 +122,8 @@ class Avx2Linear(PreparedLinear):
         activation: Activation = "none",
     ) -> Tensor:
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
-        bias, m0, shift = self._requant_params(input_qp, output_qp)
-        lo, hi = activation_bounds(output_qp, activation)
-        return native.linear_static_requant(
-            x, scale, zero_point, qmin, qmax, self._packed, bias, m0, shift,
-            int(output_qp.zero_point), lo, hi, output_qp.dtype,
-        )  # fmt: skip
+        requant = self._requantization(input_qp, output_qp, activation)
+        return native.linear_static_requant(x, scale, zero_point, qmin, qmax, self._packed, requant)
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         return self._plan.dynamic(x, per_row=per_token)

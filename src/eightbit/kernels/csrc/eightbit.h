@@ -58,6 +58,8 @@ typedef void (*eb_task_fn)(void *ctx, int64_t index);
 void eb_parallel(int nthreads, int64_t ntasks, eb_task_fn fn, void *ctx);
 
 /* gemm.c */
+/* requantization modes (eb_shift_arrays' result, eb_epilogue_tile's vec_requant) */
+enum { EB_REQUANT_SCALAR = 0, EB_REQUANT_VEC = 1, EB_REQUANT_VEC_RIGHT = 2 };
 void *eb_scratch(int slot, size_t bytes);
 int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *left,
                     int32_t *right);

@@ -167,29 +167,34 @@ static const eb_ukernel8_fn UK7[EB_MR + 1][EB_VNNI_NZ + 1] = {
 /* ---------------------------------------------------------------- epilogues */
 
 /* gemmlowp SaturatingRoundingDoublingHighMul on 8 lanes: floor((x * m + 2^30) / 2^31), which
- * equals the nudged truncating division for both signs; INT32_MIN * INT32_MIN -> INT32_MAX. */
+ * equals the nudged truncating division for both signs. Its one overflow, x = m = INT32_MIN, needs
+ * no test: m is a multiplier M0 in [0, 2^31) (native.Requantization rejects negative ones, and
+ * quantize_multiplier never makes one), so m != INT32_MIN, and |x * m| < 2^62 fits the 64-bit
+ * products, whose high half then lies in [-2^31, 2^31) (|x * m| / 2^31 < 2^31). */
 static inline __m256i srdhm(__m256i x, __m256i m) {
     const __m256i half = _mm256_set1_epi64x(1LL << 30);
     __m256i ev = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), half), 31);
     __m256i od = _mm256_add_epi64(
         _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)), half);
     od = _mm256_slli_epi64(_mm256_srli_epi64(od, 31), 32);
-    __m256i r = _mm256_blend_epi32(ev, od, 0xAA);
-    const __m256i mn = _mm256_set1_epi32(INT32_MIN);
-    __m256i both = _mm256_and_si256(_mm256_cmpeq_epi32(x, mn), _mm256_cmpeq_epi32(m, mn));
-    return _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), both);
+    return _mm256_blend_epi32(ev, od, 0xAA);
 }
 
-/* Requantize 8 accumulators of columns [j, j+8) (all right shifts <= 30, left shifts >= 0). */
+/* Requantize 8 accumulators of columns [j, j+8) (all right shifts <= 30, left shifts >= 0);
+ * shift_left = 0 when every left shift is 0 (decided once per call by eb_shift_arrays): then the
+ * left shift and its saturation are skipped, r << 0 being r. */
 static inline __m256i requant8(__m256i acc, const eb_epilogue *e, const int32_t *left,
-                               const int32_t *right, int64_t j) {
-    __m256i r = acc;
-    if (e->bias_i) r = _mm256_add_epi32(r, _mm256_loadu_si256((const __m256i *)(e->bias_i + j)));
-    __m256i l = _mm256_loadu_si256((const __m256i *)(left + j));
-    __m256i x = _mm256_sllv_epi32(r, l);
-    __m256i ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(x, l), r);
-    __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(r, 31), _mm256_set1_epi32(INT32_MAX));
-    x = _mm256_blendv_epi8(sat, x, ok);
+                               const int32_t *right, int64_t j, int shift_left) {
+    __m256i x = acc;
+    if (e->bias_i) x = _mm256_add_epi32(x, _mm256_loadu_si256((const __m256i *)(e->bias_i + j)));
+    if (shift_left) {
+        __m256i l = _mm256_loadu_si256((const __m256i *)(left + j));
+        __m256i r = x;
+        x = _mm256_sllv_epi32(r, l);
+        __m256i ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(x, l), r);
+        __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(r, 31), _mm256_set1_epi32(INT32_MAX));
+        x = _mm256_blendv_epi8(sat, x, ok);
+    }
     __m256i h = srdhm(x, _mm256_loadu_si256((const __m256i *)(e->m0 + j)));
     __m256i rt = _mm256_loadu_si256((const __m256i *)(right + j));
     __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), rt),
@@ -211,14 +216,8 @@ static int32_t requant1(int32_t acc, const eb_epilogue *e, int64_t j) {
     int left = s < 0 ? -s : 0, right = s > 0 ? s : 0;
     int64_t x = r * ((int64_t)1 << left);
     x = x > INT32_MAX ? INT32_MAX : (x < INT32_MIN ? INT32_MIN : x);
-    int64_t m = e->m0[j], high;
-    if (x == INT32_MIN && m == INT32_MIN) {
-        high = INT32_MAX;
-    } else {
-        int64_t p = x * m;
-        int64_t t = p + (p >= 0 ? (1LL << 30) : 1 - (1LL << 30));
-        high = t / (1LL << 31);
-    }
+    int64_t p = x * (int64_t)e->m0[j]; /* m0 >= 0: no INT32_MIN * INT32_MIN (see srdhm) */
+    int64_t high = (p + (p >= 0 ? (1LL << 30) : 1 - (1LL << 30))) / (1LL << 31);
     int64_t mask = ((int64_t)1 << right) - 1;
     int64_t rem = high & mask, thr = (mask >> 1) + (high < 0);
     int64_t q = (high >> right) + (rem > thr) + e->zp;
@@ -259,9 +258,11 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
             uint8_t *out = (uint8_t *)e->out + o;
             uint8_t tmp[16];
             if (vec_requant) {
-                __m256i q0 = requant8(_mm256_loadu_si256((const __m256i *)ci), e, left, right, col);
-                __m256i q1 =
-                    requant8(_mm256_loadu_si256((const __m256i *)(ci + 8)), e, left, right, col + 8);
+                int sl = vec_requant == EB_REQUANT_VEC; /* else EB_REQUANT_VEC_RIGHT */
+                __m256i q0 =
+                    requant8(_mm256_loadu_si256((const __m256i *)ci), e, left, right, col, sl);
+                __m256i q1 = requant8(_mm256_loadu_si256((const __m256i *)(ci + 8)), e, left, right,
+                                      col + 8, sl);
                 __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
                 __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
                 __m128i b = e->kind == EB_OUT_U8 ? _mm_packus_epi16(lo, hi) : _mm_packs_epi16(lo, hi);
@@ -495,19 +496,23 @@ static void gemm_task(void *ctx, int64_t c) {
         compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
 }
 
-/* Split requantization shifts into left/right arrays padded to npad; 1 when the vector path
- * applies (every right shift <= 30). */
+/* Split requantization shifts into left/right arrays padded to npad. Returns how to requantize:
+ * EB_REQUANT_SCALAR when some right shift exceeds 30, else EB_REQUANT_VEC, or
+ * EB_REQUANT_VEC_RIGHT when no shift is negative (no left shifts to saturate). */
 int eb_shift_arrays(const eb_epilogue *epi, int64_t n, int64_t npad, int32_t *left,
                     int32_t *right) {
-    int vec = 1;
-    if (epi->kind != EB_OUT_U8 && epi->kind != EB_OUT_S8) return vec;
-    for (int64_t j = 0; j < npad; j++) {
-        int32_t s = j < n ? epi->shift[j] : 0;
+    if (epi->kind != EB_OUT_U8 && epi->kind != EB_OUT_S8) return EB_REQUANT_VEC;
+    int32_t lo = 0, hi = 0;
+    for (int64_t j = 0; j < n; j++) { /* branch-free: vectorized */
+        int32_t s = epi->shift[j];
         left[j] = s < 0 ? -s : 0;
         right[j] = s > 0 ? s : 0;
-        if (s > 30) vec = 0;
+        lo = s < lo ? s : lo;
+        hi = s > hi ? s : hi;
     }
-    return vec;
+    for (int64_t j = n; j < npad; j++) left[j] = right[j] = 0;
+    if (hi > 30) return EB_REQUANT_SCALAR;
+    return lo < 0 ? EB_REQUANT_VEC : EB_REQUANT_VEC_RIGHT;
 }
 
 int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
