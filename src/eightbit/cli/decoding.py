@@ -42,7 +42,8 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=_positive_int,
         default=None,
-        help="parallel decoding workers: threads sharing the cores (default 1), or with --ray "
+        help="parallel decoding workers: threads sharing the cores (default one per core, one "
+        "thread each), or with --ray "
         "Ray actors (default: the cluster's CPUs / --threads-per-worker)",
     )
 
@@ -53,5 +54,5 @@ def decoding_options(args: argparse.Namespace) -> dict[str, Any]:
         "engine": args.engine,
         "batch_tokens": args.batch_tokens,
         "max_sentences": args.max_sentences,
-        "workers": args.workers or 1,
+        "workers": args.workers,
     }

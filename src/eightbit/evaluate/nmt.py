@@ -52,7 +52,7 @@ class NmtEvalConfig:
     engine: str = "eightbit"
     batch_tokens: int = 4096
     max_sentences: int = 64
-    workers: int = 1
+    workers: int | None = None  # one per intra-op thread
     progress: bool = True
 
 

@@ -156,11 +156,11 @@ def translate(
     batch_tokens: int = 4096,
     max_sentences: int | None = 64,
     engine: str = "eightbit",
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool = True,
 ) -> list[Translation]:
     """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
-    ``workers`` parallel workers; output in input order)."""
+    ``workers`` parallel workers, default one per intra-op thread; output in input order)."""
     generate = batch_generator(model, engine)
     max_positions = model.config.max_position_embeddings
     eos = model.config.eos_token_id
