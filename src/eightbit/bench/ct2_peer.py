@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from eightbit.data.batching import pack_by_tokens, restore_order
+from eightbit.data.parallel import default_workers
 from eightbit.errors import EightbitError
 from eightbit.models.marian import Translation, max_new_tokens_for
 
@@ -84,17 +85,22 @@ def convert_checkpoint(model_dir: str | os.PathLike[str], out_dir: str | os.Path
         loaders["MarianConfig"] = stock
 
 
-def load_translator(ct2_dir: str | os.PathLike[str], precision: str, threads: int) -> Any:
-    """A CPU ``ctranslate2.Translator`` with ``threads`` intra-op threads and one replica."""
+def load_translator(
+    ct2_dir: str | os.PathLike[str], precision: str, threads: int, workers: int | None = None
+) -> Any:
+    """A CPU ``ctranslate2.Translator`` with ``workers`` replicas (``inter_threads``; default
+    one per thread, as :func:`eightbit.data.parallel.default_workers`) sharing ``threads``
+    intra-op threads equally: the same split as the eightbit engine's workers."""
     if precision not in COMPUTE_TYPES:
         raise ValueError(f"precision must be one of {', '.join(COMPUTE_TYPES)}, got {precision!r}")
     ctranslate2 = import_ctranslate2()
+    replicas = workers or default_workers(threads, threads)
     return ctranslate2.Translator(
         str(ct2_dir),
         device="cpu",
         compute_type=COMPUTE_TYPES[precision],
-        intra_threads=threads,
-        inter_threads=1,
+        intra_threads=max(1, threads // replicas),
+        inter_threads=replicas,
     )
 
 
@@ -108,22 +114,30 @@ def ct2_translate(
     batch_tokens: int = 4096,
     max_sentences: int | None = 64,
 ) -> list[Translation]:
-    """Translate with CTranslate2; ``hit_length_limit`` means no end-of-sentence was produced."""
+    """Translate with CTranslate2; ``hit_length_limit`` means no end-of-sentence was produced.
+
+    Every batch is submitted at once (``asynchronous``), so the translator's replicas decode
+    batches side by side, as the eightbit engine's workers do."""
     eos = tokenizer.eos_token
     encoded = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
     batches = pack_by_tokens([len(ids) for ids in encoded], batch_tokens, max_sentences)
-    outputs = []
+    pending = []
     for batch in batches:
         source = [tokenizer.convert_ids_to_tokens(encoded[i]) for i in batch]
         limit = max_new_tokens_for(max(len(tokens) for tokens in source), max_positions)
-        results = translator.translate_batch(
-            source,
-            beam_size=beam,
-            max_decoding_length=limit,
-            return_end_token=True,
-            suppress_sequences=[[tokenizer.pad_token]],
+        pending.append(
+            translator.translate_batch(
+                source,
+                beam_size=beam,
+                max_decoding_length=limit,
+                return_end_token=True,
+                suppress_sequences=[[tokenizer.pad_token]],
+                asynchronous=True,
+            )
         )
-        hypotheses = [result.hypotheses[0] for result in results]
+    outputs = []
+    for results in pending:
+        hypotheses = [result.result().hypotheses[0] for result in results]
         ids = [tokenizer.convert_tokens_to_ids(tokens) for tokens in hypotheses]
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         outputs.append(
