@@ -24,7 +24,9 @@ def _cache(sentences: int, beams: int, seed: int = 0) -> DecoderCache:
 
 
 def _filled(cache: DecoderCache) -> torch.Tensor:
-    return torch.stack([torch.stack(cache.write(i, *_step_kv(cache))) for i in range(LAYERS)])
+    return torch.stack(
+        [torch.stack(cache.write(i, torch.stack(_step_kv(cache)))) for i in range(LAYERS)]
+    )
 
 
 def _step_kv(cache: DecoderCache) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,3 +66,21 @@ def test_cross_attention_equals_one_query_per_row_over_repeated_keys():
         )
         got = cross_attention(q, cache, layer)
         assert torch.equal(got, expected.reshape(sentences * beams, HEADS * HEAD_DIM))
+
+
+def test_beam_gathers_lay_keys_out_contiguously_and_writes_past_them_still_work():
+    cache = _cache(sentences=2, beams=2)  # beams > 1: compact gathers
+    for _ in range(2):
+        before = _filled(cache)
+        cache.advance()
+    rows = torch.tensor([1, 0, 2, 2])
+    cache.reorder(rows)
+    for layer in range(LAYERS):
+        keys, values = cache.write(layer, torch.stack(_step_kv(cache)))
+        assert keys.is_contiguous() and values.is_contiguous()  # room for exactly this step
+    cache.advance()
+    after = _filled(cache)  # no gather since this step: the cache grows back to full length
+    assert torch.equal(after[..., :2, :], before.index_select(2, rows))
+    sign = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1, 1)
+    assert torch.equal(after[..., 2, :], (2.0 * sign).expand_as(after[..., 2, :]))
+    assert torch.equal(after[..., 3, :], (3.0 * sign).expand_as(after[..., 3, :]))

@@ -67,12 +67,13 @@ def step(plan: DecoderPlan, cache: DecoderCache, tokens: Tensor) -> Tensor:
     scale = head_dim**-0.5
     x = plan.embed_tokens(tokens) * plan.embed_scale + plan.positions[cache.length]  # (rows, d)
     for index, layer in enumerate(plan.layers):
-        q, k, v = layer.self_qkv(x).view(rows, 3, heads, head_dim).unbind(1)  # (rows, H, hd)
-        keys, values = cache.write(index, k, v)  # (rows, H, t, hd)
-        attended = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, scale=scale)
+        qkv = layer.self_qkv(x).view(rows, 3, heads, head_dim)
+        keys, values = cache.write(index, qkv[:, 1:].transpose(0, 1))  # (rows, H, t, hd) each
+        q = qkv[:, 0].unsqueeze(2)  # (rows, H, 1, hd)
+        attended = F.scaled_dot_product_attention(q, keys, values, scale=scale)
         x = layer.self_norm(x + layer.self_out(attended.view(rows, d_model)))
         attended = cross_attention(layer.cross_q(x).view(rows, heads, head_dim), cache, index)
         x = layer.cross_norm(x + layer.cross_out(attended))
         x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
-    return plan.lm_head(x) + plan.logits_bias
+    return plan.lm_head(x).add_(plan.logits_bias)  # a fresh tensor: no second (rows, vocab)
