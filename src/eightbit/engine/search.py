@@ -10,6 +10,7 @@ depend on each other, as with per-tensor dynamic INT8: then they stay, as in ``g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,10 +22,12 @@ from eightbit.engine.plan import DecoderPlan
 _NEG = -1.0e9  # Hugging Face's "impossible" score offset
 
 
-def _suppress(plan: DecoderPlan, scores: Tensor) -> Tensor:
-    if plan.suppressed_tokens:
-        scores[:, list(plan.suppressed_tokens)] = float("-inf")
-    return scores
+def _suppressor(plan: DecoderPlan) -> Callable[[Tensor], Tensor]:
+    """``scores`` (rows, vocab) with the plan's suppressed tokens at -inf, in place."""
+    if not plan.suppressed_tokens:
+        return lambda scores: scores
+    index = torch.tensor(plan.suppressed_tokens)  # built once per batch, not per step
+    return lambda scores: scores.index_fill_(1, index, float("-inf"))
 
 
 def trim_to_longest(ids: Tensor, eos: int) -> Tensor:
@@ -52,8 +55,9 @@ def greedy(
     origin = torch.arange(batch)  # the output row of each decoder row
     running = torch.ones(batch, dtype=torch.bool)
     steps = 0
+    suppress = _suppressor(plan)
     for steps in range(1, max_new_tokens + 1):
-        logits = _suppress(plan, decoder.step(plan, cache, tokens))
+        logits = suppress(decoder.step(plan, cache, tokens))
         tokens = torch.where(running, logits.argmax(-1), plan.pad_token)
         out[origin, steps] = tokens
         running &= tokens != plan.eos_token
@@ -109,7 +113,9 @@ def _advance(
     """One beam step (HF ``_beam_search`` body); returns each new running beam's source beam."""
     items, beams = state.running_scores.shape
     vocab = log_probs.shape[-1]
-    total = (log_probs.view(items, beams, vocab) + state.running_scores[:, :, None]).view(items, -1)
+    # in place: log_probs is this step's own buffer, and a second (rows, vocab) costs page faults
+    total = log_probs.view(items, beams, vocab).add_(state.running_scores[:, :, None])
+    total = total.view(items, -1)
     top_scores, top_index = torch.topk(total, 2 * beams)  # (items, 2 * beams)
     source_beam, top_tokens = top_index // vocab, top_index % vocab
     top_seq = state.running_seq.gather(
@@ -155,11 +161,15 @@ def beam_search(
     out = torch.full((batch, max_new_tokens + 1), plan.pad_token, dtype=torch.long)
     state = _initial_beams(plan, batch, beams, max_new_tokens)
     cache = decoder.new_cache(plan, encoder_states, attention_mask, max_new_tokens, beams)
+    suppress = _suppressor(plan)
+    log_probs = torch.empty(batch * beams, len(plan.logits_bias))  # one buffer for every step
     for step in range(1, max_new_tokens + 1):
         tokens = state.running_seq[:, :, step - 1].reshape(-1)  # (items * beams,)
-        log_probs = _suppress(plan, torch.log_softmax(decoder.step(plan, cache, tokens), -1))
+        logits = decoder.step(plan, cache, tokens)
+        rows_log_probs = log_probs[: logits.shape[0]]
+        suppress(torch.log_softmax(logits, -1, out=rows_log_probs))
         last = step == max_new_tokens
-        source = _advance(state, log_probs, step, last, plan.eos_token, length_penalty)
+        source = _advance(state, rows_log_probs, step, last, plan.eos_token, length_penalty)
         items = source.shape[0]
         rows = source + torch.arange(items)[:, None] * beams  # (items, beams) cache rows
         done = state.finished.all(-1) | ~state.improvable.squeeze(1)
