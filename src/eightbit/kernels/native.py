@@ -74,6 +74,7 @@ __all__ = [
     "NativeKernelUnavailable",
     "PackedWeight",
     "Requantization",
+    "argmax_rows",
     "gemm_u8s8_int32",
     "is_available",
     "library_path",
@@ -180,6 +181,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_set_vnni": "i",
     "eb_plan_static": "pplpi",
     "eb_plan_dynamic": "pplpi",
+    "eb_argmax_rows": "pllp",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -589,6 +591,15 @@ def linear_static_requant(
         r.shift_ptr, r.out_zp, r.lo, r.hi, r.signed, out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     _check_status(status)
+    return out
+
+
+def argmax_rows(x: Tensor) -> Tensor:
+    """``torch.argmax(x, -1)`` of a 2-d contiguous float32 ``x`` (first maximum, NaN counting
+    as the largest), int64 (M,): one vectorized pass per row (``csrc/argmax.c``)."""
+    ptr = _ptr(x, "x", torch.float32, 2)
+    out = torch.empty(x.shape[0], dtype=torch.int64)
+    _load().eb_argmax_rows(ptr, x.shape[0], x.shape[1], out.data_ptr())
     return out
 
 
