@@ -18,7 +18,7 @@ from typing import Any
 from eightbit.data.batching import pack_by_tokens, restore_order
 from eightbit.data.parallel import default_workers
 from eightbit.errors import EightbitError
-from eightbit.models.marian import Translation, max_new_tokens_for
+from eightbit.models.marian import Translation, default_batch_tokens, max_new_tokens_for
 
 COMPUTE_TYPES = {"fp32": "float32", "int8": "int8"}
 
@@ -111,7 +111,7 @@ def ct2_translate(
     *,
     beam: int,
     max_positions: int,
-    batch_tokens: int = 4096,
+    batch_tokens: int | None = None,
     max_sentences: int | None = 64,
 ) -> list[Translation]:
     """Translate with CTranslate2; ``hit_length_limit`` means no end-of-sentence was produced.
@@ -120,7 +120,8 @@ def ct2_translate(
     batches side by side, as the eightbit engine's workers do."""
     eos = tokenizer.eos_token
     encoded = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
-    batches = pack_by_tokens([len(ids) for ids in encoded], batch_tokens, max_sentences)
+    budget = batch_tokens or default_batch_tokens(beam)  # the batches translate() makes
+    batches = pack_by_tokens([len(ids) for ids in encoded], budget, max_sentences)
     pending = []
     for batch in batches:
         source = [tokenizer.convert_ids_to_tokens(encoded[i]) for i in batch]

@@ -29,8 +29,9 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-tokens",
         type=_positive_int,
-        default=4096,
-        help="token budget per batch (sentences x longest length; default 4096)",
+        default=None,
+        help="token budget per batch (sentences x longest length; default 4096 greedy, "
+        "2048 with beam search)",
     )
     p.add_argument(
         "--max-sentences",

@@ -39,6 +39,7 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
 
 def _ray_settings(args: argparse.Namespace) -> tuple[ShardSettings, RayOptions]:
     from eightbit.distributed import RayOptions, ShardSettings
+    from eightbit.models.marian import default_batch_tokens
 
     for name in ("workers", "threads_per_worker", "shard_sentences"):
         value = getattr(args, name)
@@ -46,7 +47,7 @@ def _ray_settings(args: argparse.Namespace) -> tuple[ShardSettings, RayOptions]:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
     settings = ShardSettings(
         beam=args.beam,
-        batch_tokens=args.batch_tokens,
+        batch_tokens=args.batch_tokens or default_batch_tokens(args.beam),
         max_sentences=args.max_sentences,
         shard_sentences=args.shard_sentences,
         engine=args.engine,

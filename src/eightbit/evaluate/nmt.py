@@ -50,7 +50,7 @@ class NmtEvalConfig:
     backend: str = "auto"
     outlier_scale: float | None = None  # plant outliers first: models.outliers
     engine: str = "eightbit"
-    batch_tokens: int = 4096
+    batch_tokens: int | None = None  # default_batch_tokens(beam)
     max_sentences: int = 64
     workers: int | None = None  # one per intra-op thread
     progress: bool = True

@@ -96,6 +96,16 @@ def max_new_tokens_for(source_length: int, max_positions: int) -> int:
     return max(1, min(2 * source_length + 10, max_positions - 1))
 
 
+BATCH_TOKENS = 4096  # greedy
+BEAM_BATCH_TOKENS = 2048  # beam search: each sentence is `beam` decoder rows (measured, beam 4)
+
+
+def default_batch_tokens(beam: int) -> int:
+    """The token budget per batch :func:`translate` packs by default (measured on the shipped
+    model, README "Batching defaults"): smaller for beam search, whose rows are beams."""
+    return BATCH_TOKENS if beam == 1 else BEAM_BATCH_TOKENS
+
+
 def _batches(
     tokenizer: Any, sentences: Sequence[str], batch_tokens: int, max_sentences: int | None
 ) -> list[list[int]]:
@@ -153,17 +163,20 @@ def translate(
     sentences: Sequence[str],
     *,
     beam: int = 1,
-    batch_tokens: int = 4096,
+    batch_tokens: int | None = None,
     max_sentences: int | None = 64,
     engine: str = "eightbit",
     workers: int | None = None,
     progress: bool = True,
 ) -> list[Translation]:
     """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
-    ``workers`` parallel workers, default one per intra-op thread; output in input order)."""
+    ``workers`` parallel workers, default one per intra-op thread; output in input order).
+    ``batch_tokens``: default :func:`default_batch_tokens` of ``beam``."""
     generate = batch_generator(model, engine)
     max_positions = model.config.max_position_embeddings
     eos = model.config.eos_token_id
+    if batch_tokens is None:
+        batch_tokens = default_batch_tokens(beam)
     batches = _batches(tokenizer, sentences, batch_tokens, max_sentences)
     # tokenized here, in one thread: workers only decode
     encoded = [encode_batch(tokenizer, [sentences[i] for i in b], max_positions) for b in batches]
