@@ -80,3 +80,19 @@ def test_tokenizer_that_does_not_fit_the_model_is_rejected(model_dir, tmp_path):
     (broken / "vocab.json").write_text(json.dumps(vocab))
     with pytest.raises(ModelLoadError, match="do not belong together"):
         load_marian(broken)
+
+
+@pytest.mark.parametrize(("beam", "budget"), [(1, 4096), (2, 2048)])
+def test_translate_packs_by_the_default_budget_of_its_beam(model_dir, monkeypatch, beam, budget):
+    from eightbit.models import marian
+
+    seen = []
+    pack = marian.pack_by_tokens
+    monkeypatch.setattr(
+        marian,
+        "pack_by_tokens",
+        lambda lengths, tokens, sentences: seen.append(tokens) or pack(lengths, tokens, sentences),
+    )
+    model, tokenizer = load_marian(model_dir)
+    translate(model, tokenizer, [s for s, _ in PAIRS[:2]], beam=beam, progress=False)
+    assert seen == [budget]
