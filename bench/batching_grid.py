@@ -1,0 +1,139 @@
+"""Which batching defaults should ``translate()`` have? Measure them on the shipped model.
+
+Times the eightbit engine on the INT8 shipped model (``models/marian-en-es``, kl-independent
+calibration, as ``eightbit bench translate``) over the first test sentences, greedy and beam 4,
+for a small grid of ``batch_tokens`` x ``max_sentences`` x workers (the threads shared out:
+``workers`` x ``threads // workers``). Every configuration runs once per repeat, interleaved
+(repeat 1 of all, then repeat 2 of all), so slow phases of a shared machine hit every
+configuration alike; the table reports each one's best repeat in tokens/s (counted as in
+``eightbit bench translate``) and its ratio to the fastest configuration of that beam.
+
+Usage: ``python bench/batching_grid.py [--sentences 300] [--threads 2] [--beams 1 4]
+[--repeats 2] [--model DIR] [--grid TOKENS,SENTENCES,WORKERS ...] [--json PATH]
+[--markdown PATH]``. ``--model``: an INT8 directory saved by ``eightbit quantize`` (default:
+calibrate the shipped FP32 checkpoint first, about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from eightbit.bench.translate import generated_tokens
+from eightbit.bench.translate_workloads import int8_model, shipped_workload
+from eightbit.models.marian import load_marian, load_translation_model, translate
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "marian-en-es"
+# workers 1 x 2 threads against 2 x 1, the sentence cap around the default, the token budget
+GRID = (
+    *((4096, sentences, workers) for workers in (1, 2) for sentences in (16, 32, 64, 128)),
+    (2048, 64, 2),
+    (8192, 128, 2),
+)
+
+
+def _config(text: str) -> tuple[int, int, int]:
+    try:
+        tokens, sentences, workers = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected TOKENS,SENTENCES,WORKERS, got {text!r}"
+        ) from None
+    if min(tokens, sentences, workers) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return tokens, sentences, workers
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    workload = shipped_workload(MODEL, args.sentences)
+    if args.model:
+        model, tokenizer = load_translation_model(args.model)
+    else:
+        fp32, tokenizer = load_marian(MODEL)
+        model = int8_model(workload, fp32, tokenizer, args.calibration_size, progress=False)
+    sentences = workload.sentences
+    torch.set_num_threads(args.threads)
+    max_positions = model.config.max_position_embeddings
+    rows = []
+    for beam in args.beams:
+        translate(model, tokenizer, sentences[:4], beam=beam, progress=False)  # warm-up
+        best: dict[tuple[int, int, int], float] = {}
+        tokens = 0
+        for _ in range(args.repeats):
+            for config in args.grid:
+                batch_tokens, max_sentences, workers = config
+                start = time.perf_counter()
+                outputs = translate(
+                    model,
+                    tokenizer,
+                    sentences,
+                    beam=beam,
+                    batch_tokens=batch_tokens,
+                    max_sentences=max_sentences,
+                    workers=workers,
+                    progress=False,
+                )
+                seconds = time.perf_counter() - start
+                tokens = sum(generated_tokens(tokenizer, sentences, outputs, max_positions))
+                best[config] = min(best.get(config, float("inf")), seconds)
+        fastest = min(best.values())
+        for (batch_tokens, max_sentences, workers), seconds in best.items():
+            rows.append(
+                {
+                    "beam": beam,
+                    "batch_tokens": batch_tokens,
+                    "max_sentences": max_sentences,
+                    "workers": workers,
+                    "threads_per_worker": max(1, args.threads // workers),
+                    "seconds": round(seconds, 3),
+                    "tokens_per_s": round(tokens / seconds, 1),
+                    "vs_fastest": round(fastest / seconds, 3),
+                }
+            )
+    return rows
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"Batching grid: eightbit engine, shipped model INT8 (kl-independent), first "
+        f"{args.sentences} test sentences, {args.threads} threads in total, best of "
+        f"{args.repeats} interleaved repeats. tokens/s as in `eightbit bench translate`.",
+        "",
+        "| beam | batch tokens | max sentences | workers x threads | tokens/s | vs fastest |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['beam']} | {r['batch_tokens']} | {r['max_sentences']} | {r['workers']} x "
+        f"{r['threads_per_worker']} | {r['tokens_per_s']:.1f} | {r['vs_fastest']:.2f}x |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=300, help="first N test sentences")
+    parser.add_argument("--threads", type=int, default=2, help="threads in total (default 2)")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", help="INT8 model directory (default: calibrate the shipped)")
+    parser.add_argument("--calibration-size", type=int, default=600)
+    parser.add_argument("--grid", type=_config, nargs="+", default=list(GRID))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    rows = measure(args)
+    table = markdown(rows, args)
+    print(table, end="")
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "results": rows}, indent=1))
+    if args.markdown:
+        args.markdown.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
