@@ -1,8 +1,11 @@
 """The encoder path for INT8 BERT classifiers: bit-identical logits to the model's Hugging Face
 forward, fused projections actually used, fallbacks for everything else, used by prediction."""
 
+import contextlib
+
 import pytest
 import torch
+import transformers.activations
 
 import eightbit
 import eightbit.encoder as encoder
@@ -59,8 +62,47 @@ def _token_types():
 )
 def test_logits_equal_the_hugging_face_forward(int8, batch):
     run = classifier_runner(int8)
-    with torch.inference_mode():
+    with torch.inference_mode(), _torch_gelu():  # the fused GELU is torch's own kernel
         assert torch.equal(run(batch), int8(**batch).logits)
+
+
+@contextlib.contextmanager
+def _torch_gelu():
+    """torch's own CPU kernels instead of oneDNN (whose GELU differs in the last bits)."""
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+
+
+def test_logits_stay_close_to_the_forward_with_onednn_gelu(int8):
+    """With oneDNN's GELU in the model's forward (torch's default), the fused GELU's last-bit
+    differences may move an activation by one quantization level: tiny deviations only."""
+    batch, run = _batch(), classifier_runner(int8)
+    with torch.inference_mode():
+        fused, hf = run(batch), int8(**batch).logits
+    torch.testing.assert_close(fused, hf, rtol=1e-3, atol=1e-4)
+    assert torch.equal(fused.argmax(-1), hf.argmax(-1))
+
+
+def test_the_feed_forward_fuses_gelu_and_the_quantize_of_fc2s_input():
+    static = build_classifier_plan(_int8(CONFIGS["static"]))
+    assert all(layer.gelu_in_fc1 and layer.quantized_fc2_input for layer in static.layers)
+    dynamic = build_classifier_plan(_int8(CONFIGS["dynamic"]))
+    assert all(layer.gelu_in_fc1 and not layer.quantized_fc2_input for layer in dynamic.layers)
+    tanh = tiny_bert()
+    tanh.config.hidden_act = "gelu_new"
+    for layer in tanh.bert.encoder.layer:
+        layer.intermediate.intermediate_act_fn = transformers.activations.ACT2FN["gelu_new"]
+    int8 = eightbit.quantize(
+        tanh, [_batch()], CONFIGS["static"], run=calibration_run, progress=False
+    )
+    assert not any(layer.gelu_in_fc1 for layer in build_classifier_plan(int8).layers)
+    run = classifier_runner(int8)
+    with torch.inference_mode():
+        assert torch.equal(run(_batch()), int8(**_batch()).logits)
 
 
 def test_query_key_value_run_as_one_int8_layer():

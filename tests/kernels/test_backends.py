@@ -6,7 +6,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eightbit.core import dequantize, qparams_from_range, quantize
-from eightbit.kernels import KernelError, QuantizedWeight, embedding_gather, native, prepare_linear
+from eightbit.kernels import (
+    KernelError,
+    QuantizedWeight,
+    embedding_gather,
+    gelu,
+    native,
+    prepare_linear,
+)
 from eightbit.kernels.reference import zero_point_corrected
 
 
@@ -235,3 +242,60 @@ def test_avx2_input_qparams_cache_follows_new_and_changed_qparams():
     after = fast.linear_fp32(x, first)
     assert not torch.equal(after, before)
     assert torch.equal(after, ref.linear_fp32(x, first))
+
+
+def _gelu_inputs() -> torch.Tensor:
+    """Dense sweeps of the ranges GELU bends in, plus huge, tiny and special values."""
+    g = torch.Generator().manual_seed(0)
+    return torch.cat(
+        [
+            torch.linspace(-12.0, 12.0, 1 << 20),
+            torch.randn(1 << 18, generator=g) * 3,
+            torch.randn(1 << 12, generator=g) * 1e-20,
+            torch.tensor([0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38, 150.0, -150.0]),
+            torch.tensor([float("inf"), float("-inf"), float("nan")]),
+        ]
+    )
+
+
+@avx2_only
+def test_native_gelu_is_torchs_own_gelu_bit_for_bit():
+    x = _gelu_inputs()
+    got, expected = native.gelu_f32(x), gelu(x)
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+    for piece in (x[5:10], x[: 1 << 15]):  # less than one vector; whole steps, one thread
+        assert torch.equal(native.gelu_f32(piece), gelu(piece))
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)  # torch's own kernel: its vector path on whole steps
+    try:
+        assert torch.equal(gelu(x[: 1 << 15]), torch.nn.functional.gelu(x[: 1 << 15]))
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+
+
+@isa_settings
+@given(shape=shapes, seed=st.integers(0, 2**16), qrange=st.sampled_from(sorted(QRANGES)))
+def test_linear_gelu_is_bit_exact_with_gelu_of_the_linear(isa, shape, seed, qrange):
+    """Static (fp32 or quantized output) and dynamic: every backend equals the composition of
+    the reference's linear, torch's GELU and the quantize of the next layer's input."""
+    m, k, n = shape
+    layer = random_layer(n, k, seed)
+    qp = QRANGES[qrange]
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 3
+    reference = prepare_linear(layer, "reference")
+    static = gelu(reference.linear_fp32(x, qp))
+    for backend in _backends_for(qp):
+        if backend == "fbgemm":  # float epilogue of its own (module docstring)
+            continue
+        kernel = prepare_linear(layer, backend)
+        assert torch.equal(kernel.linear_gelu(x, qp), static), backend
+        for out_qp in (
+            qparams_from_range(-0.2, 5.0),
+            qparams_from_range(0.0, 6.0, reduce_range=True),
+        ):
+            got = kernel.linear_gelu(x, qp, out_qp)
+            assert got.dtype == torch.uint8 and torch.equal(got, quantize(static, out_qp)), backend
+        for per_token in (False, True):
+            dynamic = gelu(reference.linear_dynamic(x, per_token))
+            assert torch.equal(kernel.linear_gelu(x, None, per_token=per_token), dynamic), backend

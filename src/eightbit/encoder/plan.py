@@ -33,6 +33,10 @@ class EncoderLayerPlan:
     activation: nn.Module  # the model's own (GELU for BERT)
     fc2: nn.Module
     output_norm: nn.LayerNorm
+    # fc1 applies the (exact erf) GELU in its kernel's epilogue, and when fc2 is static, also
+    # quantizes the result to fc2's input (see :func:`_feed_forward_fusion`)
+    gelu_in_fc1: bool = False
+    quantized_fc2_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,53 @@ def check_supported(model: nn.Module) -> None:
         raise UnsupportedModelError("the classifier has no pooler")
 
 
+def _is_exact_gelu(activation: nn.Module) -> bool:
+    """transformers' ``GELUActivation`` (``gelu``) or ``nn.GELU()``: the erf GELU."""
+    if isinstance(activation, nn.GELU):
+        return activation.approximate == "none"
+    return type(activation).__name__ == "GELUActivation" and (
+        getattr(activation, "act", None) is nn.functional.gelu
+    )
+
+
+def _feed_forward_fusion(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) -> dict[str, bool]:
+    """Which of GELU and fc2's input quantize the feed-forward block fuses into fc1's epilogue.
+
+    The fused GELU is torch's own exact kernel, bit for bit (:func:`eightbit.kernels.gelu`);
+    the model's forward, where torch hands the GELU to oneDNN, can differ in the last bit of an
+    activation, which moves a quantized one by a level now and then (tested: logits within
+    1e-4, same predictions)."""
+    gelu = (
+        isinstance(fc1, QuantLinear)
+        and not fc1.has_output_qparams
+        and fc1.activation == "none"
+        and _is_exact_gelu(activation)
+    )
+    quantized = (
+        gelu
+        and isinstance(fc2, QuantLinear)
+        and fc2.mode == "static"
+        and not fc2.has_output_qparams
+    )
+    return {"gelu_in_fc1": gelu, "quantized_fc2_input": quantized}
+
+
 def _layer_plan(layer: Any) -> EncoderLayerPlan:
     attention = layer.attention.self
+    fc1, activation, fc2 = (
+        layer.intermediate.dense,
+        layer.intermediate.intermediate_act_fn,
+        layer.output.dense,
+    )
     return EncoderLayerPlan(
         qkv=fuse_linears([attention.query, attention.key, attention.value]),  # copies weights
         attention_out=layer.attention.output.dense,
         attention_norm=layer.attention.output.LayerNorm,
-        fc1=layer.intermediate.dense,
-        activation=layer.intermediate.intermediate_act_fn,
-        fc2=layer.output.dense,
+        fc1=fc1,
+        activation=activation,
+        fc2=fc2,
         output_norm=layer.output.LayerNorm,
+        **_feed_forward_fusion(fc1, activation, fc2),
     )
 
 

@@ -13,6 +13,7 @@ from eightbit.kernels.base import (
     backend_names,
     bias_to_int32,
     embedding_gather,
+    gelu,
     prepare_linear,
     resolve_backend,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "backend_names",
     "bias_to_int32",
     "embedding_gather",
+    "gelu",
     "prepare_linear",
     "resolve_backend",
 ]

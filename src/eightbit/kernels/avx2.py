@@ -39,6 +39,9 @@ class Avx2Linear(PreparedLinear):
         self._input_key: tuple[int, int, int] | None = None
         self._input_qp: QParams | None = None
         self._input_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
+        self._output_key: tuple[int, int, int] | None = None
+        self._output_qp: QParams | None = None
+        self._output_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
         self._out_scale_key: tuple[int, int, int] | None = None
         self._out_scale = qweight.scale
 
@@ -127,3 +130,30 @@ class Avx2Linear(PreparedLinear):
 
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         return self._plan.dynamic(x, per_row=per_token)
+
+    def linear_gelu(
+        self,
+        x: Tensor,
+        input_qp: QParams | None,
+        output_qp: QParams | None = None,
+        per_token: bool = False,
+    ) -> Tensor:
+        if input_qp is None:
+            if output_qp is not None:
+                return super().linear_gelu(x, input_qp, output_qp, per_token)
+            return self._plan.dynamic_gelu(x, per_row=per_token)
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
+        if not ((qmin, qmax) == (0, 255) or qmax <= 127):  # not fused in linear_fp32 either
+            return super().linear_gelu(x, input_qp, output_qp, per_token)
+        out = None if output_qp is None else self._output_params(output_qp)
+        return self._plan.static_gelu(x, scale, zero_point, qmin, qmax, out)
+
+    def _output_params(self, qp: QParams) -> tuple[float, int, int, int]:
+        """(scale, zero point, qmin, qmax) of the uint8 qparams a fused epilogue quantizes to,
+        cached as :meth:`_input_params` caches the input's."""
+        key = (id(qp), qp.scale._version, qp.zero_point._version)
+        if key != self._output_key:
+            check_input_qparams(qp)
+            self._output_cache = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            self._output_key, self._output_qp = key, qp
+        return self._output_cache

@@ -141,6 +141,47 @@ class PreparedLinear(ABC):
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         """Dynamic: input range measured on ``x`` (per tensor or per row), fp32 (M, N)."""
 
+    def linear_gelu(
+        self,
+        x: Tensor,
+        input_qp: QParams | None,
+        output_qp: QParams | None = None,
+        per_token: bool = False,
+    ) -> Tensor:
+        """:func:`gelu` of ``linear_fp32(x, input_qp)`` (``linear_dynamic(x, per_token)`` when
+        ``input_qp`` is None); with ``output_qp``, quantized to its uint8 levels (the input of the
+        next static layer). Fast backends fuse both into the GEMM's epilogue."""
+        out = (
+            self.linear_dynamic(x, per_token) if input_qp is None else self.linear_fp32(x, input_qp)
+        )
+        out = gelu(out)
+        return out if output_qp is None else quantize(out, output_qp)
+
+
+GELU_STEP = 32  # values per step of torch's vector loop (two AVX-512 vectors)
+GELU_PIECE = 1 << 15  # below torch's parallel grain: one thread, one loop per piece
+
+
+def gelu(x: Tensor) -> Tensor:
+    """Exact (erf) GELU as torch's own vectorized CPU kernel computes it, for every value.
+
+    ``torch.nn.functional.gelu`` hands float32 to oneDNN, whose polynomial differs in the last
+    bits, and with oneDNN off computes the last values of each thread's range that do not fill
+    a 32-value step with libm's ``erff``; here oneDNN is bypassed and the input is padded and cut
+    into whole steps, so each value gets the vector formula, whatever the shape or thread count:
+    what every backend's :meth:`PreparedLinear.linear_gelu` applies (the native kernel's is
+    bit for bit the same). Equals ``F.gelu`` with oneDNN off wherever no scalar tail occurs
+    (e.g. BERT's feed-forward sizes, multiples of 32)."""
+    flat = x.reshape(-1)
+    padded = torch.nn.functional.pad(flat, (0, -flat.numel() % GELU_STEP))
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        out = torch.cat([torch.nn.functional.gelu(p) for p in padded.split(GELU_PIECE)])
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+    return out[: flat.numel()].reshape(x.shape)
+
 
 BackendFactory = Callable[[QuantizedWeight], PreparedLinear]
 _BACKENDS: dict[str, BackendFactory] = {}

@@ -75,6 +75,7 @@ __all__ = [
     "PackedWeight",
     "Requantization",
     "argmax_rows",
+    "gelu_f32",
     "gemm_u8s8_int32",
     "is_available",
     "library_path",
@@ -182,6 +183,9 @@ _SIGNATURES: dict[str, str] = {
     "eb_plan_static": "pplpi",
     "eb_plan_dynamic": "pplpi",
     "eb_argmax_rows": "pllp",
+    "eb_plan_static_gelu": "pplpfiiii",
+    "eb_plan_dynamic_gelu": "pplpi",
+    "eb_gelu_f32": "pl",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -603,6 +607,17 @@ def argmax_rows(x: Tensor) -> Tensor:
     return out
 
 
+def gelu_f32(x: Tensor) -> Tensor:
+    """Exact (erf) GELU of float32 ``x`` (any shape), bit for bit torch's own vectorized CPU
+    kernel (``torch.nn.functional.gelu`` with oneDNN off, see ``csrc/gelu.c``); what the fused
+    GELU epilogues of :class:`LinearPlan` compute. Returns a new tensor."""
+    if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError("x must be a float32 CPU tensor")
+    out = x.contiguous().clone()
+    _load().eb_gelu_f32(out.data_ptr(), out.numel())
+    return out
+
+
 def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255) -> Tensor:
     """uint8 ``clamp(round_half_even(x / scale) + zp, qmin, qmax)`` (float32 division), any
     shape; bit-exact with :func:`eightbit.core.ops.quantize`. NaN maps to ``qmin``."""
@@ -704,6 +719,8 @@ class LinearPlan:
         self._tensors = (w_scale, bias)  # the structs hold raw pointers into these
         lib = _load()
         self._run_static, self._run_dynamic = lib.eb_plan_static, lib.eb_plan_dynamic
+        self._run_static_gelu = lib.eb_plan_static_gelu
+        self._run_dynamic_gelu = lib.eb_plan_dynamic_gelu
         self._static = _PlanStruct(packed.k, n, packed.ptr, None, ws, b, 1.0, 0, 0, 255, 0, 0)
         self._dynamic = _PlanStruct(packed.k, n, packed.ptr, None, ws, b, 1.0, 0, 0, 255, 0, 0)
         self._static_ref = ctypes.byref(self._static)
@@ -715,6 +732,10 @@ class LinearPlan:
         self, x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255
     ) -> Tensor:
         """:func:`linear_static_fp32` on this plan's weight, scales and bias."""
+        self._set_static(scale, zp, qmin, qmax)
+        return self._run(self._run_static, self._static_ref, x)
+
+    def _set_static(self, scale: float, zp: int, qmin: int, qmax: int) -> None:
         key = (scale, zp, qmin, qmax, _state.get("vnni"))
         if key != self._static_key:
             _check_static(scale, zp, qmin, qmax)
@@ -723,17 +744,53 @@ class LinearPlan:
             c.seven = int(qmax <= 127)
             c.quad = self.packed._quad_or_null(qmax <= 127)
             self._static_key = key
-        return self._run(self._run_static, self._static_ref, x)
 
     def dynamic(self, x: Tensor, per_row: bool = True, seven_bit: bool = False) -> Tensor:
         """:func:`linear_dynamic` on this plan's weight, scales and bias."""
+        self._set_dynamic(per_row, seven_bit)
+        return self._run(self._run_dynamic, self._dynamic_ref, x)
+
+    def _set_dynamic(self, per_row: bool, seven_bit: bool) -> None:
         key = (per_row, seven_bit, _state.get("vnni"))
         if key != self._dynamic_key:
             c = self._dynamic
             c.per_row, c.seven = int(per_row), int(seven_bit)
             c.quad = self.packed._quad_or_null(seven_bit)
             self._dynamic_key = key
-        return self._run(self._run_dynamic, self._dynamic_ref, x)
+
+    def static_gelu(
+        self,
+        x: Tensor,
+        scale: float,
+        zp: int,
+        qmin: int = 0,
+        qmax: int = 255,
+        out_qparams: tuple[float, int, int, int] | None = None,
+    ) -> Tensor:
+        """:meth:`static_fp32`, then :func:`gelu_f32` in the epilogue; with ``out_qparams``
+        ``(scale, zero point, qmin, qmax)`` the GELU output is quantized as :func:`quantize_u8`
+        does and returned as uint8 (the fp32 values never reach memory)."""
+        self._set_static(scale, zp, qmin, qmax)
+        m, px = _check_input(x, "x", torch.float32, self.packed)
+        if out_qparams is None:
+            out = torch.empty(m, self.packed.n, dtype=torch.float32)
+            q_scale, q_zp, q_lo, q_hi = 0.0, 0, 0, 255
+        else:
+            q_scale, q_zp, q_lo, q_hi = out_qparams
+            _check_static(q_scale, q_zp, q_lo, q_hi)
+            out = torch.empty(m, self.packed.n, dtype=torch.uint8)
+        _check_status(
+            self._run_static_gelu(
+                self._static_ref, px, m, out.data_ptr(), q_scale, q_zp, q_lo, q_hi,
+                torch.get_num_threads(),
+            )
+        )  # fmt: skip
+        return out
+
+    def dynamic_gelu(self, x: Tensor, per_row: bool = True, seven_bit: bool = False) -> Tensor:
+        """:meth:`dynamic`, then :func:`gelu_f32` in the epilogue."""
+        self._set_dynamic(per_row, seven_bit)
+        return self._run(self._run_dynamic_gelu, self._dynamic_ref, x)
 
     def _run(self, fn: ctypes._CFuncPtr, ref: object, x: Tensor) -> Tensor:
         m, px = _check_input(x, "x", torch.float32, self.packed)

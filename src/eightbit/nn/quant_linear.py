@@ -194,6 +194,17 @@ class QuantLinear(nn.Module):
             out = out.clamp(min=0.0, max=6.0 if self.activation == "relu6" else None)
         return out if flat else out.reshape(*x.shape[:-1], self.out_features)
 
+    def forward_gelu(self, x: Tensor, output_qp: QParams | None = None) -> Tensor:
+        """``gelu(forward(x))`` with torch's exact GELU (:func:`eightbit.kernels.gelu`) fused
+        into the kernel's epilogue; uint8 quantized with ``output_qp`` when given (the input
+        qparams of the static layer that reads it, then :meth:`forward_from_quantized`)."""
+        if self.has_output_qparams or self.activation != "none":
+            raise ValueError("forward_gelu needs a layer with an fp32 output and no activation")
+        rows, flat = self._float_rows(x)
+        input_qp = self.input_qparams if self.mode == "static" else None
+        out = self.kernel().linear_gelu(rows, input_qp, output_qp, self.per_token)
+        return out if flat else out.reshape(*x.shape[:-1], self.out_features)
+
     def quantize_input(self, x: Tensor) -> Tensor:
         """fp32 -> the uint8 input this layer expects (the one quantize step of an INT8 chain)."""
         return self.kernel().quantize_input(x.float(), self.input_qparams)

@@ -15,8 +15,16 @@
 #define EB_NR 16 /* output columns per packed weight panel (two ymm of int32) */
 #define EB_MR 6  /* rows per microkernel tile */
 
-/* Epilogue kinds. */
-enum { EB_OUT_I32 = 0, EB_OUT_F32 = 1, EB_OUT_U8 = 2, EB_OUT_S8 = 3 };
+/* Epilogue kinds. GELU kinds: the F32 value, then torch's exact GELU (gelu.c); GELU_U8 then
+ * quantizes it with (q_scale, zp) and clamps to [lo, hi] as eb_quantize_u8 does. */
+enum {
+    EB_OUT_I32 = 0,
+    EB_OUT_F32 = 1,
+    EB_OUT_U8 = 2,
+    EB_OUT_S8 = 3,
+    EB_OUT_F32_GELU = 4,
+    EB_OUT_U8_GELU = 5
+};
 
 /* What to do with a finished int32 tile; all per-column arrays have length n. */
 typedef struct {
@@ -30,7 +38,8 @@ typedef struct {
     const int32_t *bias_i;    /* requant: (n,) or NULL */
     const int32_t *m0;        /* requant: fixed-point multipliers (n,) */
     const int32_t *shift;     /* requant: right shifts (n,), negative = left */
-    int32_t zp, lo, hi;       /* requant: output zero point and clamp bounds */
+    int32_t zp, lo, hi;       /* requant, GELU_U8: output zero point and clamp bounds */
+    float q_scale;            /* GELU_U8: output scale */
 } eb_epilogue;
 
 /* How to turn the input rows into zero-point-free int16 pairs. */
@@ -47,11 +56,22 @@ typedef struct {
 } eb_input;
 
 /* quant.c */
+/* 8 floats -> clamp(rint(x / s) + zp, 0, 255) as float (NaN -> 0): eightbit.core.ops.quantize */
+static inline __m256 eb_quant8(__m256 x, __m256 s, __m256 z) {
+    __m256 r = _mm256_round_ps(_mm256_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_add_ps(r, z);
+    r = _mm256_max_ps(r, _mm256_setzero_ps()); /* NaN in r -> 0 */
+    return _mm256_min_ps(r, _mm256_set1_ps(255.0f));
+}
 void eb_row_qparams(float lo, float hi, int32_t qmax, float *scale, int32_t *zp);
 void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int32_t qmin,
                          int32_t qmax, int16_t *dst);
 void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
 void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
+
+/* gelu.c: torch's exact (erf) GELU of 8 floats, bit for bit */
+__m256 eb_gelu8(__m256 x);
+void eb_gelu_f32(float *x, int64_t count); /* in place, exported */
 
 /* pool.c: run fn(ctx, i) for i in [0, ntasks) on up to nthreads threads (the caller included). */
 typedef void (*eb_task_fn)(void *ctx, int64_t index);
@@ -95,6 +115,14 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                           const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                           const float *w_scale, const float *bias, float *out, float *row_scale,
                           int32_t *row_zp, int nthreads);
+int eb_linear_f32_static_gelu(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                              int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+                              int seven, int64_t n, const float *w_scale, const float *bias,
+                              float out_scale, int32_t out_zp, int32_t out_lo, int32_t out_hi,
+                              void *out, int nthreads);
+int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k,
+                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                               const float *w_scale, const float *bias, float *out, int nthreads);
 
 /* quant.c, exported */
 void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,

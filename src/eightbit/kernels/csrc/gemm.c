@@ -240,20 +240,39 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
             } else {
                 memcpy(out, ci, (size_t)nr * sizeof(int32_t));
             }
-        } else if (e->kind == EB_OUT_F32) {
-            float *out = (float *)e->out + o;
+        } else if (e->kind == EB_OUT_F32 || e->kind == EB_OUT_F32_GELU ||
+                   e->kind == EB_OUT_U8_GELU) {
             float tmp[16];
+            float *out = e->kind == EB_OUT_U8_GELU ? tmp : (float *)e->out + o;
             float *dst = nr == 16 ? out : tmp;
             __m256 rs = _mm256_set1_ps(e->row_scale ? e->row_scale[row + i] : e->row_scale_const);
+            __m256 q[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int h = 0; h < 2; h++) {
                 /* out = float(acc) * (row_scale * col_scale) + bias, rounded after each op */
                 __m256 s = _mm256_mul_ps(rs, _mm256_loadu_ps(e->col_scale + col + 8 * h));
                 __m256 v = _mm256_mul_ps(
                     _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(ci + 8 * h))), s);
                 if (e->bias_f) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias_f + col + 8 * h));
-                _mm256_storeu_ps(dst + 8 * h, v);
+                if (e->kind != EB_OUT_F32) v = eb_gelu8(v);
+                if (e->kind == EB_OUT_U8_GELU) {
+                    q[h] = eb_quant8(v, _mm256_set1_ps(e->q_scale), _mm256_set1_ps((float)e->zp));
+                    q[h] = _mm256_min_ps(_mm256_max_ps(q[h], _mm256_set1_ps((float)e->lo)),
+                                         _mm256_set1_ps((float)e->hi));
+                } else {
+                    _mm256_storeu_ps(dst + 8 * h, v);
+                }
             }
-            if (nr != 16) memcpy(out, tmp, (size_t)nr * sizeof(float));
+            if (e->kind == EB_OUT_U8_GELU) {
+                __m256i w = _mm256_packs_epi32(_mm256_cvtps_epi32(q[0]), _mm256_cvtps_epi32(q[1]));
+                w = _mm256_permute4x64_epi64(w, 0xD8); /* the 16 values in order, int16 */
+                __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w),
+                                             _mm256_extracti128_si256(w, 1));
+                uint8_t bytes[16];
+                _mm_storeu_si128((__m128i *)bytes, b);
+                memcpy((uint8_t *)e->out + o, bytes, (size_t)nr);
+            } else if (nr != 16) {
+                memcpy(out, tmp, (size_t)nr * sizeof(float));
+            }
         } else {
             uint8_t *out = (uint8_t *)e->out + o;
             uint8_t tmp[16];
@@ -604,10 +623,10 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
 
 /* Dynamic linear: per-row (per_row != 0) or per-tensor activation qparams measured on x; they
  * are written to row_scale / row_zp (m,) unless those are NULL. */
-int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
-                          const int8_t *packed, const int8_t *quad, int seven, int64_t n,
-                          const float *w_scale, const float *bias, float *out, float *row_scale,
-                          int32_t *row_zp, int nthreads) {
+static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, int64_t k,
+                              const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                              const float *w_scale, const float *bias, float *out,
+                              float *row_scale, int32_t *row_zp, int nthreads) {
     if (!row_scale || !row_zp) { /* caller does not want them (all) back */
         float *buf = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
         if (!buf) return -1;
@@ -629,7 +648,37 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
             row_zp[i] = z;
         }
     }
-    eb_epilogue e = {EB_OUT_F32, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_epilogue e = {kind, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
+}
+
+int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
+                          const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                          const float *w_scale, const float *bias, float *out, float *row_scale,
+                          int32_t *row_zp, int nthreads) {
+    return linear_f32_dynamic(EB_OUT_F32, x, per_row, m, k, packed, quad, seven, n, w_scale, bias,
+                              out, row_scale, row_zp, nthreads);
+}
+
+/* eb_linear_f32_dynamic followed by torch's exact GELU (gelu.c), in the epilogue. */
+int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k,
+                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                               const float *w_scale, const float *bias, float *out, int nthreads) {
+    return linear_f32_dynamic(EB_OUT_F32_GELU, x, per_row, m, k, packed, quad, seven, n, w_scale,
+                              bias, out, NULL, NULL, nthreads);
+}
+
+/* eb_linear_f32_static followed by torch's exact GELU (gelu.c), in the epilogue; out_scale > 0:
+ * then quantized to uint8 with (out_scale, out_zp) and clamped to [out_lo, out_hi] (the input of
+ * the next static layer: the fp32 GELU output never reaches memory), else written as float. */
+int eb_linear_f32_static_gelu(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                              int64_t m, int64_t k, const int8_t *packed, const int8_t *quad,
+                              int seven, int64_t n, const float *w_scale, const float *bias,
+                              float out_scale, int32_t out_zp, int32_t out_lo, int32_t out_hi,
+                              void *out, int nthreads) {
+    eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
+    eb_epilogue e = {out_scale > 0.0f ? EB_OUT_U8_GELU : EB_OUT_F32_GELU, out, n, NULL, scale,
+                     w_scale, bias, NULL, NULL, NULL, out_zp, out_lo, out_hi, out_scale};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 

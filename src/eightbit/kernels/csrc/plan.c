@@ -26,3 +26,18 @@ int eb_plan_dynamic(const eb_plan *p, const float *x, int64_t m, float *out, int
     return eb_linear_f32_dynamic(x, p->per_row, m, p->k, p->packed, p->quad, p->seven, p->n,
                                  p->w_scale, p->bias, out, NULL, NULL, nthreads);
 }
+
+/* Static linear + GELU: uint8 out quantized with (out_scale, out_zp, [out_lo, out_hi]) when
+ * out_scale > 0, else float (eb_linear_f32_static_gelu with the plan's arguments). */
+int eb_plan_static_gelu(const eb_plan *p, const float *x, int64_t m, void *out, float out_scale,
+                        int32_t out_zp, int32_t out_lo, int32_t out_hi, int nthreads) {
+    return eb_linear_f32_static_gelu(x, p->scale, p->zp, p->qmin, p->qmax, m, p->k, p->packed,
+                                     p->quad, p->seven, p->n, p->w_scale, p->bias, out_scale,
+                                     out_zp, out_lo, out_hi, out, nthreads);
+}
+
+/* Dynamic linear + GELU, float out (eb_linear_f32_dynamic_gelu with the plan's arguments). */
+int eb_plan_dynamic_gelu(const eb_plan *p, const float *x, int64_t m, float *out, int nthreads) {
+    return eb_linear_f32_dynamic_gelu(x, p->per_row, m, p->k, p->packed, p->quad, p->seven, p->n,
+                                      p->w_scale, p->bias, out, nthreads);
+}

@@ -49,14 +49,6 @@ void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx) {
     *mx = hi;
 }
 
-/* 8 floats -> clamp(rint(x / s) + zp, 0, 255) as float (NaN -> 0). */
-static inline __m256 quant8(__m256 x, __m256 s, __m256 z) {
-    __m256 r = _mm256_round_ps(_mm256_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_add_ps(r, z);
-    r = _mm256_max_ps(r, _mm256_setzero_ps()); /* NaN in r -> 0 */
-    return _mm256_min_ps(r, _mm256_set1_ps(255.0f));
-}
-
 static inline float quant1(float x, float s, float z) {
     float r = nearbyintf(x / s) + z;
     r = r > 0.0f ? r : 0.0f;
@@ -71,8 +63,8 @@ void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int
     __m256i vz = _mm256_set1_epi32(zp);
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
-        __m256 r0 = _mm256_min_ps(_mm256_max_ps(quant8(_mm256_loadu_ps(x + i), s, z), lo), hi);
-        __m256 r1 = _mm256_min_ps(_mm256_max_ps(quant8(_mm256_loadu_ps(x + i + 8), s, z), lo), hi);
+        __m256 r0 = _mm256_min_ps(_mm256_max_ps(eb_quant8(_mm256_loadu_ps(x + i), s, z), lo), hi);
+        __m256 r1 = _mm256_min_ps(_mm256_max_ps(eb_quant8(_mm256_loadu_ps(x + i + 8), s, z), lo), hi);
         __m256i q0 = _mm256_sub_epi32(_mm256_cvtps_epi32(r0), vz);
         __m256i q1 = _mm256_sub_epi32(_mm256_cvtps_epi32(r1), vz);
         __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
@@ -110,7 +102,7 @@ void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int3
     for (; i + 32 <= count; i += 32) {
         __m256i q[4];
         for (int j = 0; j < 4; j++) {
-            __m256 r = quant8(_mm256_loadu_ps(x + i + 8 * j), s, z);
+            __m256 r = eb_quant8(_mm256_loadu_ps(x + i + 8 * j), s, z);
             r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
             q[j] = _mm256_cvtps_epi32(r);
         }
