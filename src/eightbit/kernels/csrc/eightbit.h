@@ -72,6 +72,10 @@ void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
 /* gelu.c: torch's exact (erf) GELU of 8 floats, bit for bit */
 __m256 eb_gelu8(__m256 x);
 void eb_gelu_f32(float *x, int64_t count); /* in place, exported */
+/* AVX-512 (only with eb_vnni_enabled): one tile row through a GELU epilogue, 16 lanes */
+void eb_gelu_row16(const int32_t *acc, float rs, const float *col_scale, const float *bias,
+                   int nr, int quantize, float q_scale, int32_t zp, int32_t lo, int32_t hi,
+                   void *out);
 
 /* pool.c: run fn(ctx, i) for i in [0, ntasks) on up to nthreads threads (the caller included). */
 typedef void (*eb_task_fn)(void *ctx, int64_t index);

@@ -9,6 +9,7 @@
  * torch computes a parallel chunk's last elements that do not fill two vectors with libm's erff
  * instead; for the row lengths of BERT FFNs (multiples of 32) that never happens. */
 #include <math.h>
+#include <string.h>
 
 #include "eightbit.h"
 
@@ -69,5 +70,86 @@ void eb_gelu_f32(float *x, int64_t count) {
         for (int64_t j = i; j < count; j++) tmp[j - i] = x[j];
         _mm256_storeu_ps(tmp, eb_gelu8(_mm256_loadu_ps(tmp)));
         for (int64_t j = i; j < count; j++) x[j] = tmp[j - i];
+    }
+}
+
+/* ---- AVX-512 (CPUs with the VNNI kernels): the same operations on 16 lanes, for the GEMM's
+ * GELU epilogues, whose tiles are 16 columns wide; only called when eb_vnni_enabled. */
+#define EB_AVX512 __attribute__((target("avx512f")))
+
+EB_AVX512 static inline __m512 sleef_expf16(__m512 d) {
+    const __m512 r_ln2 = _mm512_set1_ps(1.442695040888963407359924681001892137426645954152985934135449406931f);
+    __m512i q = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(d, r_ln2),
+                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m512 qf = _mm512_cvtepi32_ps(q);
+    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-0.693145751953125f), d);
+    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-1.428606765330187045e-06f), s);
+    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
+    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
+    __m512i h = _mm512_srai_epi32(q, 1);
+    __m512i bias = _mm512_set1_epi32(127);
+    __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
+    __m512 p1 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
+    u = _mm512_mul_ps(_mm512_mul_ps(u, p0), p1);
+    u = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), u);
+    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(100.0f), d, _CMP_LT_OQ),
+                              _mm512_set1_ps(INFINITY));
+}
+
+EB_AVX512 static inline __m512 gelu16(__m512 x) {
+    const __m512i sign_bit = _mm512_set1_epi32((int)0x80000000);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 half = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+    __m512 a = _mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2));
+    __m512i ai = _mm512_castps_si512(a);
+    __m512i sign = _mm512_and_si512(sign_bit, ai);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign_bit, ai));
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, one));
+    __m512 r = _mm512_fmadd_ps(_mm512_set1_ps(1.061405429f), t, _mm512_set1_ps(-1.453152027f));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(1.421413741f));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-0.284496736f));
+    r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(0.254829592f));
+    __m512 sq = _mm512_mul_ps(a, a);
+    __m512 e = sleef_expf16(_mm512_castsi512_ps(_mm512_xor_si512(sign_bit, _mm512_castps_si512(sq))));
+    e = _mm512_castsi512_ps(_mm512_xor_si512(sign_bit, _mm512_castps_si512(e)));
+    __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(e, t), r, one);
+    __m512 erf = _mm512_castsi512_ps(_mm512_xor_si512(sign, _mm512_castps_si512(y)));
+    return _mm512_mul_ps(half, _mm512_add_ps(one, erf));
+}
+
+/* One row of a GEMM tile through a GELU epilogue: v = float(acc) * (rs * col_scale) + bias,
+ * GELU, then either float out or quantized (q_scale, zp, clamp [lo, hi]) uint8 out; nr <= 16
+ * columns are written. Equals gemm.c's AVX2 epilogue bit for bit. */
+EB_AVX512 void eb_gelu_row16(const int32_t *acc, float rs, const float *col_scale,
+                             const float *bias, int nr, int quantize, float q_scale, int32_t zp,
+                             int32_t lo, int32_t hi, void *out) {
+    __mmask16 m = (__mmask16)((1u << nr) - 1u);
+    __m512 s = _mm512_mul_ps(_mm512_set1_ps(rs), _mm512_maskz_loadu_ps(m, col_scale));
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc)), s);
+    if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
+    v = gelu16(v);
+    if (!quantize) {
+        _mm512_mask_storeu_ps(out, m, v);
+        return;
+    }
+    __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, _mm512_set1_ps(q_scale)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm512_add_ps(q, _mm512_set1_ps((float)zp));
+    q = _mm512_max_ps(q, _mm512_setzero_ps()); /* NaN -> 0, as eb_quant8 */
+    q = _mm512_min_ps(q, _mm512_set1_ps(255.0f));
+    q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps((float)lo)), _mm512_set1_ps((float)hi));
+    __m128i b = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q));
+    if (nr == 16) {
+        _mm_storeu_si128((__m128i *)out, b);
+    } else {
+        uint8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, b);
+        memcpy(out, tmp, (size_t)nr);
     }
 }

@@ -240,6 +240,12 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
             } else {
                 memcpy(out, ci, (size_t)nr * sizeof(int32_t));
             }
+        } else if (eb_vnni_enabled && (e->kind == EB_OUT_F32_GELU || e->kind == EB_OUT_U8_GELU)) {
+            int u8 = e->kind == EB_OUT_U8_GELU;
+            eb_gelu_row16(ci, e->row_scale ? e->row_scale[row + i] : e->row_scale_const,
+                          e->col_scale + col, e->bias_f ? e->bias_f + col : NULL, nr, u8,
+                          e->q_scale, e->zp, e->lo, e->hi,
+                          u8 ? (void *)((uint8_t *)e->out + o) : (void *)((float *)e->out + o));
         } else if (e->kind == EB_OUT_F32 || e->kind == EB_OUT_F32_GELU ||
                    e->kind == EB_OUT_U8_GELU) {
             float tmp[16];
