@@ -5,6 +5,7 @@ import contextlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers.activations
 
 import eightbit
@@ -12,6 +13,7 @@ import eightbit.encoder as encoder
 from eightbit import QuantConfig
 from eightbit.encoder import build_classifier_plan, check_supported, classifier_runner
 from eightbit.engine.fuse import SplitLinears
+from eightbit.kernels import native
 from eightbit.models import bert
 from eightbit.models.bert import calibration_run
 from eightbit.nn import QuantLinear
@@ -61,7 +63,7 @@ def _token_types():
     ids=["padded", "no-mask", "token-types"],
 )
 def test_logits_equal_the_hugging_face_forward(int8, batch):
-    run = classifier_runner(int8)
+    run = classifier_runner(int8, attention="sdpa")
     with torch.inference_mode(), _torch_gelu():  # the fused GELU is torch's own kernel
         assert torch.equal(run(batch), int8(**batch).logits)
 
@@ -161,3 +163,60 @@ def test_prediction_runs_the_encoder_path(tmp_path, monkeypatch):
     with torch.inference_mode():
         hf = torch.cat([int8(**tokenizer([t], return_tensors="pt")).logits for t in texts])
     assert torch.equal(logits.argmax(-1), hf.argmax(-1))
+
+
+native_attention = pytest.mark.skipif(
+    not native.attention_available(), reason="the native attention kernel needs AVX-512"
+)
+
+
+@native_attention
+@pytest.mark.parametrize("shape", [(8, 128, 12, 64), (3, 37, 2, 16), (2, 5, 4, 32), (1, 3, 1, 128)])
+def test_native_attention_equals_sdpa_up_to_rounding(shape):
+    batch, seq, heads, head_dim = shape
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(batch * seq, 3 * heads * head_dim, generator=g) * 2
+    valid = torch.ones(batch, seq, dtype=torch.bool)
+    valid[-1, seq // 2 + 1 :] = False  # padding in the last sequence
+    bias = torch.zeros(batch, seq).masked_fill_(~valid, float("-inf"))
+    q, k, v = (qkv.view(batch, seq, 3, heads, head_dim)[:, :, i].transpose(1, 2) for i in range(3))
+    for key_bias, mask in ((None, None), (bias, valid[:, None, None, :])):
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
+        got = native.attention_f32(qkv, key_bias, batch, heads, 0.3)
+        expected = expected.transpose(1, 2).reshape(batch * seq, heads * head_dim)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@native_attention
+def test_native_attention_rejects_shapes_it_cannot_run():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        native.attention_f32(torch.zeros(4, 3 * 24), None, 1, 1, 1.0)
+    with pytest.raises(ValueError, match="does not split"):
+        native.attention_f32(torch.zeros(5, 96), None, 2, 1, 1.0)
+    with pytest.raises(ValueError, match="key_bias"):
+        native.attention_f32(torch.zeros(4, 96), torch.zeros(1, 3), 1, 2, 1.0)
+
+
+@native_attention
+def test_sequences_without_tokens_take_sdpa(monkeypatch):
+    """A sequence whose mask is all zeros has nothing to attend to: SDPA, as the model's
+    forward, decides what that gives."""
+    int8 = _int8(CONFIGS["static"])
+    assert build_classifier_plan(int8).attention == "native"
+    run = classifier_runner(int8)
+    batch = _batch()
+    batch["attention_mask"][2] = 0
+
+    def refuse(*args):
+        raise AssertionError("native attention called")
+
+    monkeypatch.setattr(native, "attention_f32", refuse)
+    with torch.inference_mode(), _torch_gelu():
+        assert torch.equal(run(batch), int8(**batch).logits)
+
+
+def test_attention_choice_is_checked():
+    int8 = _int8(CONFIGS["static"])
+    with pytest.raises(ValueError, match="attention"):
+        build_classifier_plan(int8, attention="flash")
+    assert build_classifier_plan(int8, attention="sdpa").attention == "sdpa"

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from eightbit.encoder.forward import classify, encode
 from eightbit.encoder.plan import (
+    Attention,
     ClassifierPlan,
     build_classifier_plan,
     check_supported,
@@ -40,19 +41,21 @@ def _hf_logits(model: nn.Module) -> Runner:
     return lambda batch: model(**batch).logits
 
 
-def classifier_runner(model: nn.Module) -> Runner:
+def classifier_runner(model: nn.Module, attention: Attention = "auto") -> Runner:
     """``run(batch) -> logits`` for a sequence classifier and batches of its inputs.
 
     eightbit INT8 BERT classifiers run on the encoder path (the plan is built here, once; build
     a new runner after changing the model); any other model, or a batch with inputs beyond
     ``input_ids``, ``attention_mask`` and ``token_type_ids``, runs ``model(**batch).logits``.
     Call it under ``torch.inference_mode()`` (or ``no_grad``), like the model's forward.
+    ``attention``: as :func:`build_classifier_plan` (``"sdpa"``: logits bit-identical to the
+    model's forward with torch's own GELU kernel).
     """
     hf = _hf_logits(model)
     if not is_quantized(model):
         return hf
     try:
-        plan = build_classifier_plan(model)
+        plan = build_classifier_plan(model, attention)
     except UnsupportedModelError:
         return hf
 

@@ -11,10 +11,14 @@ less than the quantization error (tested: within 1e-4, same predictions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from eightbit.encoder.plan import ClassifierPlan, EncoderLayerPlan
+from eightbit.encoder.plan import NATIVE, ClassifierPlan, EncoderLayerPlan
+from eightbit.kernels import native
 
 
 def encode(
@@ -24,25 +28,49 @@ def encode(
     token_type_ids: Tensor | None = None,
 ) -> Tensor:
     """Last hidden states (batch, seq_len, hidden) of the plan's BERT encoder."""
-    from transformers.masking_utils import create_bidirectional_mask
-
     bert = plan.model.bert
     batch, seq_len = input_ids.shape
-    heads, head_dim, hidden = plan.heads, plan.head_dim, plan.hidden_size
+    hidden = plan.hidden_size
     embedded = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    # None for an all-ones mask, as in the model's own forward
-    mask = create_bidirectional_mask(
-        config=bert.config, inputs_embeds=embedded, attention_mask=attention_mask
-    )
+    attend = _attention(plan, embedded, attention_mask)
     x = embedded.reshape(batch * seq_len, hidden)
     for layer in plan.layers:
-        qkv = layer.qkv(x).view(batch, seq_len, 3, heads, head_dim)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (batch, heads, seq, hd)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=plan.scaling)
-        h = layer.attention_out(attended.transpose(1, 2).reshape(batch * seq_len, hidden))
+        h = layer.attention_out(attend(layer.qkv(x)))
         x = layer.attention_norm(h.add_(x))
         x = layer.output_norm(_feed_forward(layer, x).add_(x))
     return x.view(batch, seq_len, hidden)
+
+
+Attend = Callable[[Tensor], Tensor]  # (rows, 3 * hidden) fused projections -> (rows, hidden)
+
+
+def _attention(plan: ClassifierPlan, embedded: Tensor, attention_mask: Tensor | None) -> Attend:
+    """Self-attention of one batch: the native fused kernel where the plan chose it and every
+    sequence has a token to attend to, else torch's SDPA exactly as the model's forward calls it."""
+    batch, seq_len, _ = embedded.shape
+    heads, head_dim, scale = plan.heads, plan.head_dim, plan.scaling
+    valid = None if attention_mask is None else attention_mask.bool()
+    if plan.attention == NATIVE and (valid is None or bool(valid.any(dim=1).all())):
+        if valid is None or bool(valid.all()):
+            key_bias = None
+        else:  # padding: keys that no query attends to
+            key_bias = torch.zeros(valid.shape).masked_fill_(~valid, float("-inf"))
+        return lambda qkv: native.attention_f32(qkv, key_bias, batch, heads, scale)
+
+    from transformers.masking_utils import create_bidirectional_mask
+
+    # None for an all-ones mask, as in the model's own forward
+    mask = create_bidirectional_mask(
+        config=plan.model.bert.config, inputs_embeds=embedded, attention_mask=attention_mask
+    )
+
+    def sdpa(qkv: Tensor) -> Tensor:
+        qkv = qkv.view(batch, seq_len, 3, heads, head_dim)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (batch, heads, seq, hd)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return attended.transpose(1, 2).reshape(batch * seq_len, heads * head_dim)
+
+    return sdpa
 
 
 def _feed_forward(layer: EncoderLayerPlan, x: Tensor) -> Tensor:

@@ -75,6 +75,7 @@ __all__ = [
     "PackedWeight",
     "Requantization",
     "argmax_rows",
+    "attention_f32",
     "gelu_f32",
     "gemm_u8s8_int32",
     "is_available",
@@ -186,6 +187,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_plan_static_gelu": "pplpfiiii",
     "eb_plan_dynamic_gelu": "pplpi",
     "eb_gelu_f32": "pl",
+    "eb_attention_f32": "ppllllfpi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -237,7 +239,7 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        status = name.startswith(("eb_gemm", "eb_linear", "eb_set", "eb_plan"))
+        status = name.startswith(("eb_gemm", "eb_linear", "eb_set", "eb_plan", "eb_attention"))
         fn.restype = ctypes.c_int if status else None
     return lib
 
@@ -616,6 +618,47 @@ def gelu_f32(x: Tensor) -> Tensor:
     out = x.contiguous().clone()
     _load().eb_gelu_f32(out.data_ptr(), out.numel())
     return out
+
+
+def attention_f32(
+    qkv: Tensor, key_bias: Tensor | None, batch: int, heads: int, scale: float
+) -> Tensor:
+    """Fused self-attention, float32: ``softmax(q k^T * scale + key_bias) v`` per sequence and
+    head (``csrc/attention.c``; needs AVX-512F, see :func:`attention_available`).
+
+    ``qkv``: (batch * seq, 3 * heads * head_dim), each row the token's query, key and value side
+    by side (a fused projection's output); ``key_bias``: (batch, seq) float32 added to the scores
+    of each key (0, or -inf for padding), or None. Returns (batch * seq, heads * head_dim), the
+    heads side by side. ``head_dim`` must be a multiple of 16, at most 128. Differs from torch's
+    SDPA only by float rounding (another summation order)."""
+    _check(qkv, "qkv", torch.float32, 2)
+    rows, width3 = qkv.shape
+    if batch <= 0 or rows % batch or width3 % (3 * heads):
+        raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not split into {batch} x {heads}")
+    seq, head_dim = rows // batch, width3 // (3 * heads)
+    if head_dim % 16 or head_dim > 128:
+        raise ValueError(f"head_dim must be a multiple of 16, at most 128, got {head_dim}")
+    if key_bias is not None:
+        _check(key_bias, "key_bias", torch.float32, 2)
+        if tuple(key_bias.shape) != (batch, seq):
+            raise ValueError(
+                f"key_bias must have shape ({batch}, {seq}), got {tuple(key_bias.shape)}"
+            )
+    if not attention_available():
+        raise NativeKernelUnavailable("the fused attention needs AVX-512F")
+    out = torch.empty(rows, heads * head_dim, dtype=torch.float32)
+    status = _load().eb_attention_f32(
+        qkv.data_ptr(), None if key_bias is None else key_bias.data_ptr(), batch, seq, heads,
+        head_dim, scale, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check_status(status)
+    return out
+
+
+def attention_available() -> bool:
+    """Whether :func:`attention_f32` runs here: the kernel is built and the VNNI kernels are on
+    (AVX-512 CPUs; ``use_vnni(False)`` turns the fused attention off too)."""
+    return vnni_enabled()
 
 
 def quantize_u8(x: Tensor, scale: float, zp: int, qmin: int = 0, qmax: int = 255) -> Tensor:
