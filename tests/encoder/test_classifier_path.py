@@ -63,7 +63,7 @@ def _token_types():
     ids=["padded", "no-mask", "token-types"],
 )
 def test_logits_equal_the_hugging_face_forward(int8, batch):
-    run = classifier_runner(int8, attention="sdpa")
+    run = classifier_runner(int8, kernels="torch")
     with torch.inference_mode(), _torch_gelu():  # the fused GELU is torch's own kernel
         assert torch.equal(run(batch), int8(**batch).logits)
 
@@ -202,7 +202,7 @@ def test_sequences_without_tokens_take_sdpa(monkeypatch):
     """A sequence whose mask is all zeros has nothing to attend to: SDPA, as the model's
     forward, decides what that gives."""
     int8 = _int8(CONFIGS["static"])
-    assert build_classifier_plan(int8).attention == "native"
+    assert build_classifier_plan(int8).kernels == "native"
     run = classifier_runner(int8)
     batch = _batch()
     batch["attention_mask"][2] = 0
@@ -215,8 +215,23 @@ def test_sequences_without_tokens_take_sdpa(monkeypatch):
         assert torch.equal(run(batch), int8(**batch).logits)
 
 
-def test_attention_choice_is_checked():
+def test_kernel_choice_is_checked():
     int8 = _int8(CONFIGS["static"])
-    with pytest.raises(ValueError, match="attention"):
-        build_classifier_plan(int8, attention="flash")
-    assert build_classifier_plan(int8, attention="sdpa").attention == "sdpa"
+    with pytest.raises(ValueError, match="kernels"):
+        build_classifier_plan(int8, kernels="flash")
+    assert build_classifier_plan(int8, kernels="torch").kernels == "torch"
+
+
+@native_attention
+@pytest.mark.parametrize("n", [768, 37])
+def test_native_add_layernorm_equals_torch_up_to_rounding(n):
+    g = torch.Generator().manual_seed(0)
+    h, x = torch.randn(2, 50, n, generator=g).unbind(0)
+    norm = torch.nn.LayerNorm(n, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=g)
+        norm.bias.uniform_(-1, 1, generator=g)
+        expected = norm(h + x)
+        got = native.add_layernorm_(h, x, norm)
+    assert got.data_ptr() == h.data_ptr()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

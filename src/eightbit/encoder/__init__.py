@@ -13,8 +13,8 @@ from torch import Tensor, nn
 
 from eightbit.encoder.forward import classify, encode
 from eightbit.encoder.plan import (
-    Attention,
     ClassifierPlan,
+    Kernels,
     build_classifier_plan,
     check_supported,
     is_quantized,
@@ -41,21 +41,21 @@ def _hf_logits(model: nn.Module) -> Runner:
     return lambda batch: model(**batch).logits
 
 
-def classifier_runner(model: nn.Module, attention: Attention = "auto") -> Runner:
+def classifier_runner(model: nn.Module, kernels: Kernels = "auto") -> Runner:
     """``run(batch) -> logits`` for a sequence classifier and batches of its inputs.
 
     eightbit INT8 BERT classifiers run on the encoder path (the plan is built here, once; build
     a new runner after changing the model); any other model, or a batch with inputs beyond
     ``input_ids``, ``attention_mask`` and ``token_type_ids``, runs ``model(**batch).logits``.
     Call it under ``torch.inference_mode()`` (or ``no_grad``), like the model's forward.
-    ``attention``: as :func:`build_classifier_plan` (``"sdpa"``: logits bit-identical to the
+    ``kernels``: as :func:`build_classifier_plan` (``"torch"``: logits bit-identical to the
     model's forward with torch's own GELU kernel).
     """
     hf = _hf_logits(model)
     if not is_quantized(model):
         return hf
     try:
-        plan = build_classifier_plan(model, attention)
+        plan = build_classifier_plan(model, kernels)
     except UnsupportedModelError:
         return hf
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from eightbit.encoder.plan import NATIVE, ClassifierPlan, EncoderLayerPlan
 from eightbit.kernels import native
@@ -34,11 +34,20 @@ def encode(
     embedded = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     attend = _attention(plan, embedded, attention_mask)
     x = embedded.reshape(batch * seq_len, hidden)
+    add_norm = _add_layernorm if plan.kernels == NATIVE else _torch_add_layernorm
     for layer in plan.layers:
         h = layer.attention_out(attend(layer.qkv(x)))
-        x = layer.attention_norm(h.add_(x))
-        x = layer.output_norm(_feed_forward(layer, x).add_(x))
+        x = add_norm(h, x, layer.attention_norm)
+        x = add_norm(_feed_forward(layer, x), x, layer.output_norm)
     return x.view(batch, seq_len, hidden)
+
+
+def _torch_add_layernorm(h: Tensor, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    return norm(h.add_(x))
+
+
+def _add_layernorm(h: Tensor, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    return native.add_layernorm_(h, x, norm)
 
 
 Attend = Callable[[Tensor], Tensor]  # (rows, 3 * hidden) fused projections -> (rows, hidden)
@@ -50,7 +59,7 @@ def _attention(plan: ClassifierPlan, embedded: Tensor, attention_mask: Tensor | 
     batch, seq_len, _ = embedded.shape
     heads, head_dim, scale = plan.heads, plan.head_dim, plan.scaling
     valid = None if attention_mask is None else attention_mask.bool()
-    if plan.attention == NATIVE and (valid is None or bool(valid.any(dim=1).all())):
+    if plan.kernels == NATIVE and (valid is None or bool(valid.any(dim=1).all())):
         if valid is None or bool(valid.all()):
             key_bias = None
         else:  # padding: keys that no query attends to

@@ -21,9 +21,10 @@ from eightbit.nn import QuantLinear
 
 # the attention implementation the encoder path reproduces (transformers' default on CPU)
 SDPA = "sdpa"
-# the encoder path's attention: eightbit's fused kernel, or torch's SDPA as the model calls it
-NATIVE = "native"
-Attention = Literal["auto", "native", "sdpa"]
+# the encoder path's attention and residual + LayerNorm: eightbit's fused kernels, or torch's
+# SDPA and LayerNorm called as the model's forward calls them
+NATIVE, TORCH = "native", "torch"
+Kernels = Literal["auto", "native", "torch"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,8 @@ class ClassifierPlan:
     heads: int
     head_dim: int
     scaling: float
-    attention: str = (
-        SDPA  # NATIVE: the fused kernel (:func:`eightbit.kernels.native.attention_f32`)
-    )
+    # NATIVE: :func:`eightbit.kernels.native.attention_f32` and :func:`~.native.add_layernorm_`
+    kernels: str = TORCH
 
     @property
     def hidden_size(self) -> int:
@@ -139,39 +139,40 @@ def _layer_plan(layer: Any) -> EncoderLayerPlan:
     )
 
 
-def native_attention_supported(head_dim: int) -> bool:
-    """Whether the fused native attention kernel runs here for heads of ``head_dim``."""
+def native_kernels_supported(head_dim: int) -> bool:
+    """Whether the fused native attention and LayerNorm run here for heads of ``head_dim``."""
     return head_dim % 16 == 0 and head_dim <= 128 and native.attention_available()
 
 
-def build_classifier_plan(model: nn.Module, attention: Attention = "auto") -> ClassifierPlan:
+def build_classifier_plan(model: nn.Module, kernels: Kernels = "auto") -> ClassifierPlan:
     """The encoder plan of a BERT sequence classifier (:func:`check_supported`).
 
-    ``attention``: ``"sdpa"`` calls torch's SDPA as the model's forward does (bit-identical
-    logits); ``"native"`` runs eightbit's fused kernel, which reads the fused projections'
-    output directly (about 2x faster than SDPA at BERT-base sizes; the same attention up to float
-    rounding: logits within 1e-4, same predictions, tested); ``"auto"``: native where it runs
-    (AVX-512 CPUs, head sizes a multiple of 16 up to 128), else SDPA.
+    ``kernels``: ``"torch"`` calls torch's SDPA and LayerNorm as the model's forward does
+    (logits bit-identical to it with torch's own GELU kernel); ``"native"`` runs eightbit's
+    fused attention, which reads the fused projections' output directly (about 2x faster than
+    SDPA at BERT-base sizes), and residual add + LayerNorm on eightbit's thread pool: the same
+    math up to float rounding (logits within 1e-4, same predictions; tested); ``"auto"``:
+    native where it runs (AVX-512 CPUs, head sizes a multiple of 16 up to 128), else torch.
     The fused projections hold copies of the weights: rebuild the plan after changing the model.
     """
-    if attention not in ("auto", NATIVE, SDPA):
-        raise ValueError(f"attention must be 'auto', 'native' or 'sdpa', got {attention!r}")
+    if kernels not in ("auto", NATIVE, TORCH):
+        raise ValueError(f"kernels must be 'auto', 'native' or 'torch', got {kernels!r}")
     check_supported(model)
     config = model.config
     layers = model.bert.encoder.layer
     head_dim = config.hidden_size // config.num_attention_heads
-    if attention == NATIVE and not native_attention_supported(head_dim):
+    if kernels == NATIVE and not native_kernels_supported(head_dim):
         raise UnsupportedModelError(
             f"the native attention kernel needs AVX-512 and a head size that is a multiple of 16 "
             f"up to 128, got {head_dim}"
         )
-    if attention == "auto":
-        attention = NATIVE if native_attention_supported(head_dim) else SDPA
+    if kernels == "auto":
+        kernels = NATIVE if native_kernels_supported(head_dim) else TORCH
     return ClassifierPlan(
         model=model,
         layers=tuple(_layer_plan(layer) for layer in layers),
         heads=config.num_attention_heads,
         head_dim=head_dim,
         scaling=layers[0].attention.self.scaling if len(layers) else head_dim**-0.5,
-        attention=attention,
+        kernels=kernels,
     )

@@ -188,6 +188,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_plan_dynamic_gelu": "pplpi",
     "eb_gelu_f32": "pl",
     "eb_attention_f32": "ppllllfpi",
+    "eb_add_layernorm": "ppllppfi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -653,6 +654,28 @@ def attention_f32(
     )  # fmt: skip
     _check_status(status)
     return out
+
+
+def add_layernorm_(h: Tensor, x: Tensor, norm: torch.nn.LayerNorm) -> Tensor:
+    """``h <- norm(h + x)`` in place for (M, N) float32 ``h`` and ``x`` (the residual add and
+    post-norm of a Transformer layer, ``csrc/layernorm.c``; AVX-512F, as :func:`attention_f32`);
+    returns ``h``. Float rounding differs from torch's LayerNorm in the last bits."""
+    m, n = h.shape if h.dim() == 2 else (0, 0)
+    _check(h, "h", torch.float32, 2)
+    _check(x, "x", torch.float32, 2)
+    if tuple(x.shape) != (m, n) or tuple(norm.normalized_shape) != (n,):
+        raise ValueError(
+            f"h {tuple(h.shape)}, x {tuple(x.shape)} and the norm's shape "
+            f"{tuple(norm.normalized_shape)} do not match"
+        )
+    weight = None if norm.weight is None else _check_vec(norm.weight, "weight", torch.float32, n)
+    bias = None if norm.bias is None else _check_vec(norm.bias, "bias", torch.float32, n)
+    if not attention_available():
+        raise NativeKernelUnavailable("the fused LayerNorm needs AVX-512F")
+    _load().eb_add_layernorm(
+        h.data_ptr(), x.data_ptr(), m, n, weight, bias, norm.eps, torch.get_num_threads()
+    )
+    return h
 
 
 def attention_available() -> bool:
