@@ -19,7 +19,6 @@
 
 #include "eightbit.h"
 
-#define EB_AVX512 __attribute__((target("avx512f")))
 #define QR 4 /* query rows per block */
 
 typedef struct {
@@ -29,30 +28,6 @@ typedef struct {
     float scale;
     int failed;
 } attention_job;
-
-EB_AVX512 static inline __m512 expf16(__m512 d) {
-    const __m512 r_ln2 = _mm512_set1_ps(1.442695040888963407359924681001892137426645954152985934135449406931f);
-    __m512i q = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(d, r_ln2),
-                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    __m512 qf = _mm512_cvtepi32_ps(q);
-    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-0.693145751953125f), d);
-    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-1.428606765330187045e-06f), s);
-    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
-    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
-    __m512i h = _mm512_srai_epi32(q, 1);
-    __m512i bias = _mm512_set1_epi32(127);
-    __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
-    __m512 p1 = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
-    u = _mm512_mul_ps(_mm512_mul_ps(u, p0), p1);
-    /* below -104 (and -inf, NaN excluded): 0 */
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), u);
-}
 
 /* scores[r][0:seqp] = scale * (q_r . k_j) + bias[j] for QR rows (rows past the block's last
  * repeat it: q_rows holds QR row pointers); kt: (hd, seqp). */
@@ -162,7 +137,7 @@ EB_AVX512 static void attention_task(void *ctx, int64_t t) {
             __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
             __m512 sum = _mm512_setzero_ps();
             for (int64_t j = 0; j < seqp; j += 16) {
-                __m512 e = expf16(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
+                __m512 e = eb_expf16(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
                 _mm512_storeu_ps(s + j, e);
                 sum = _mm512_add_ps(sum, e);
             }

@@ -9,6 +9,7 @@
 #define EIGHTBIT_H
 
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,37 @@ void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int
                          int32_t qmax, int16_t *dst);
 void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
 void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
+
+/* AVX-512F functions carry their own target: the library is built for AVX2 and calls them only
+ * where eb_vnni_enabled (CPUs with AVX-512). */
+#define EB_AVX512 __attribute__((target("avx512f")))
+
+/* Sleef's expf_u10 (xexpf) on 16 lanes: exp(d) within 1 ulp; 0 below -104, inf above 100 (NaN
+ * stays NaN). gelu.c has the 8-lane AVX2 twin. */
+EB_AVX512 static inline __m512 eb_expf16(__m512 d) {
+    const __m512 r_ln2 = _mm512_set1_ps(1.442695040888963407359924681001892137426645954152985934135449406931f);
+    __m512i q = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(d, r_ln2),
+                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m512 qf = _mm512_cvtepi32_ps(q);
+    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-0.693145751953125f), d);
+    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-1.428606765330187045e-06f), s);
+    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
+    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
+    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
+    __m512i h = _mm512_srai_epi32(q, 1);
+    __m512i bias = _mm512_set1_epi32(127);
+    __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
+    __m512 p1 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
+    u = _mm512_mul_ps(_mm512_mul_ps(u, p0), p1);
+    u = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), u);
+    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(100.0f), d, _CMP_LT_OQ),
+                              _mm512_set1_ps(INFINITY));
+}
 
 /* gelu.c: torch's exact (erf) GELU of 8 floats, bit for bit */
 __m256 eb_gelu8(__m256 x);

@@ -75,32 +75,6 @@ void eb_gelu_f32(float *x, int64_t count) {
 
 /* ---- AVX-512 (CPUs with the VNNI kernels): the same operations on 16 lanes, for the GEMM's
  * GELU epilogues, whose tiles are 16 columns wide; only called when eb_vnni_enabled. */
-#define EB_AVX512 __attribute__((target("avx512f")))
-
-EB_AVX512 static inline __m512 sleef_expf16(__m512 d) {
-    const __m512 r_ln2 = _mm512_set1_ps(1.442695040888963407359924681001892137426645954152985934135449406931f);
-    __m512i q = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(d, r_ln2),
-                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    __m512 qf = _mm512_cvtepi32_ps(q);
-    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-0.693145751953125f), d);
-    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-1.428606765330187045e-06f), s);
-    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
-    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
-    __m512i h = _mm512_srai_epi32(q, 1);
-    __m512i bias = _mm512_set1_epi32(127);
-    __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
-    __m512 p1 = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
-    u = _mm512_mul_ps(_mm512_mul_ps(u, p0), p1);
-    u = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), u);
-    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(100.0f), d, _CMP_LT_OQ),
-                              _mm512_set1_ps(INFINITY));
-}
 
 EB_AVX512 static inline __m512 gelu16(__m512 x) {
     const __m512i sign_bit = _mm512_set1_epi32((int)0x80000000);
@@ -116,7 +90,7 @@ EB_AVX512 static inline __m512 gelu16(__m512 x) {
     r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-0.284496736f));
     r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(0.254829592f));
     __m512 sq = _mm512_mul_ps(a, a);
-    __m512 e = sleef_expf16(_mm512_castsi512_ps(_mm512_xor_si512(sign_bit, _mm512_castps_si512(sq))));
+    __m512 e = eb_expf16(_mm512_castsi512_ps(_mm512_xor_si512(sign_bit, _mm512_castps_si512(sq))));
     e = _mm512_castsi512_ps(_mm512_xor_si512(sign_bit, _mm512_castps_si512(e)));
     __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(e, t), r, one);
     __m512 erf = _mm512_castsi512_ps(_mm512_xor_si512(sign, _mm512_castps_si512(y)));

@@ -9,7 +9,6 @@
 
 #include "eightbit.h"
 
-#define EB_AVX512 __attribute__((target("avx512f")))
 #define ROWS_PER_TASK 16
 
 typedef struct {
