@@ -34,7 +34,7 @@ def encode(
     embedded = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     attend = _attention(plan, embedded, attention_mask)
     x = embedded.reshape(batch * seq_len, hidden)
-    add_norm = _add_layernorm if plan.kernels == NATIVE else _torch_add_layernorm
+    add_norm = native.add_layernorm_ if plan.kernels == NATIVE else _torch_add_layernorm
     for layer in plan.layers:
         h = layer.attention_out(attend(layer.qkv(x)))
         x = add_norm(h, x, layer.attention_norm)
@@ -43,11 +43,8 @@ def encode(
 
 
 def _torch_add_layernorm(h: Tensor, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """``norm(h + x)`` as the model's forward computes it (in place into ``h``)."""
     return norm(h.add_(x))
-
-
-def _add_layernorm(h: Tensor, x: Tensor, norm: nn.LayerNorm) -> Tensor:
-    return native.add_layernorm_(h, x, norm)
 
 
 Attend = Callable[[Tensor], Tensor]  # (rows, 3 * hidden) fused projections -> (rows, hidden)
@@ -63,7 +60,8 @@ def _attention(plan: ClassifierPlan, embedded: Tensor, attention_mask: Tensor | 
         if valid is None or bool(valid.all()):
             key_bias = None
         else:  # padding: keys that no query attends to
-            key_bias = torch.zeros(valid.shape).masked_fill_(~valid, float("-inf"))
+            key_bias = torch.zeros(valid.shape, dtype=torch.float32)
+            key_bias.masked_fill_(~valid, float("-inf"))
         return lambda qkv: native.attention_f32(qkv, key_bias, batch, heads, scale)
 
     from transformers.masking_utils import create_bidirectional_mask
