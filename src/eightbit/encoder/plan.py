@@ -102,7 +102,7 @@ def _feed_forward_fusion(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) 
     """Which of GELU and fc2's input quantize the feed-forward block fuses into fc1's epilogue.
 
     The fused GELU is torch's own exact kernel, bit for bit (:func:`eightbit.kernels.gelu`);
-    the model's forward, where torch hands the GELU to oneDNN, can differ in the last bit of an
+    the model's forward, where torch hands the GELU to oneDNN, can differ in the last bits of an
     activation, which moves a quantized one by a level now and then (tested: logits within
     1e-4, same predictions)."""
     gelu = (
