@@ -49,7 +49,7 @@ def classifier_runner(model: nn.Module, kernels: Kernels = "auto") -> Runner:
     ``input_ids``, ``attention_mask`` and ``token_type_ids``, runs ``model(**batch).logits``.
     Call it under ``torch.inference_mode()`` (or ``no_grad``), like the model's forward.
     ``kernels``: as :func:`build_classifier_plan` (``"torch"``: logits bit-identical to the
-    model's forward with torch's own GELU kernel).
+    model's forward; the default ``"auto"``: eightbit's fused kernels where they run).
     """
     hf = _hf_logits(model)
     if not is_quantized(model):

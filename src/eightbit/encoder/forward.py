@@ -1,12 +1,11 @@
 """The encoder path's forward: embeddings, fused-projection layers, pooler and classifier.
 
-Computes what the Hugging Face forward of the same (quantized) model computes, operation for
-operation (same modules, same SDPA call, same attention mask), except that each layer's query,
-key and value come from one fused projection, and that the feed-forward GELU (torch's own exact
-kernel, :func:`eightbit.kernels.gelu`) and the quantize of fc2's input run in fc1's epilogue:
-every logit is bit-identical to the model's forward with torch's GELU kernel (oneDNN off;
-tested). With torch's default oneDNN GELU, whose last bits differ, the logits differ by far
-less than the quantization error (tested: within 1e-4, same predictions).
+With the plan's ``torch`` kernels it computes what the Hugging Face forward of the same
+(quantized) model computes, operation for operation (same modules, same SDPA call, same
+attention mask), except that each layer's query, key and value come from one fused projection:
+every logit is bit-identical (tested). The ``native`` kernels (the default where they run) fuse
+attention, residual add + LayerNorm, and GELU with fc2's input quantize into eightbit's kernels:
+the same math up to float rounding (see :func:`eightbit.encoder.build_classifier_plan`).
 """
 
 from __future__ import annotations

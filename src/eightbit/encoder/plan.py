@@ -21,8 +21,8 @@ from eightbit.nn import QuantLinear
 
 # the attention implementation the encoder path reproduces (transformers' default on CPU)
 SDPA = "sdpa"
-# the encoder path's attention and residual + LayerNorm: eightbit's fused kernels, or torch's
-# SDPA and LayerNorm called as the model's forward calls them
+# the encoder path's attention, residual + LayerNorm and feed-forward GELU: eightbit's fused
+# kernels, or torch's SDPA, LayerNorm and GELU called as the model's forward calls them
 NATIVE, TORCH = "native", "torch"
 Kernels = Literal["auto", "native", "torch"]
 
@@ -53,7 +53,8 @@ class ClassifierPlan:
     heads: int
     head_dim: int
     scaling: float
-    # NATIVE: :func:`eightbit.kernels.native.attention_f32` and :func:`~.native.add_layernorm_`
+    # NATIVE: :func:`eightbit.kernels.native.attention_f32`, :func:`~.native.add_layernorm_` and
+    # the GELU fused into fc1 (:attr:`EncoderLayerPlan.gelu_in_fc1`)
     kernels: str = TORCH
 
     @property
@@ -99,12 +100,12 @@ def _is_exact_gelu(activation: nn.Module) -> bool:
 
 
 def _feed_forward_fusion(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) -> dict[str, bool]:
-    """Which of GELU and fc2's input quantize the feed-forward block fuses into fc1's epilogue.
+    """Which of GELU and fc2's input quantize the feed-forward block fuses into fc1's epilogue
+    (native kernels only).
 
     The fused GELU is torch's own exact kernel, bit for bit (:func:`eightbit.kernels.gelu`);
-    the model's forward, where torch hands the GELU to oneDNN, can differ in the last bits of an
-    activation, which moves a quantized one by a level now and then (tested: logits within
-    1e-4, same predictions)."""
+    the model's forward, where torch hands the GELU to oneDNN, differs from it by up to 1.5e-6
+    per value, which now and then moves a quantized activation by one level."""
     gelu = (
         isinstance(fc1, QuantLinear)
         and not fc1.has_output_qparams
@@ -120,7 +121,7 @@ def _feed_forward_fusion(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) 
     return {"gelu_in_fc1": gelu, "quantized_fc2_input": quantized}
 
 
-def _layer_plan(layer: Any) -> EncoderLayerPlan:
+def _layer_plan(layer: Any, fuse: bool) -> EncoderLayerPlan:
     attention = layer.attention.self
     fc1, activation, fc2 = (
         layer.intermediate.dense,
@@ -135,7 +136,7 @@ def _layer_plan(layer: Any) -> EncoderLayerPlan:
         activation=activation,
         fc2=fc2,
         output_norm=layer.output.LayerNorm,
-        **_feed_forward_fusion(fc1, activation, fc2),
+        **(_feed_forward_fusion(fc1, activation, fc2) if fuse else {}),
     )
 
 
@@ -147,12 +148,13 @@ def native_kernels_supported(head_dim: int) -> bool:
 def build_classifier_plan(model: nn.Module, kernels: Kernels = "auto") -> ClassifierPlan:
     """The encoder plan of a BERT sequence classifier (:func:`check_supported`).
 
-    ``kernels``: ``"torch"`` calls torch's SDPA and LayerNorm as the model's forward does
-    (logits bit-identical to it with torch's own GELU kernel); ``"native"`` runs eightbit's
-    fused attention, which reads the fused projections' output directly (about 2x faster than
-    SDPA at BERT-base sizes), and residual add + LayerNorm on eightbit's thread pool: the same
-    math up to float rounding (logits within 1e-4, same predictions; tested); ``"auto"``:
-    native where it runs (AVX-512 CPUs, head sizes a multiple of 16 up to 128), else torch.
+    ``kernels``: ``"torch"`` calls torch's SDPA, LayerNorm and GELU as the model's forward
+    does (bit-identical logits); ``"native"`` runs eightbit's fused attention, which reads the
+    fused projections' output directly (about 2x faster than SDPA at BERT-base sizes), residual
+    add + LayerNorm on eightbit's thread pool, and the GELU (torch's own kernel, not oneDNN's)
+    with fc2's input quantize in fc1's epilogue: the same math up to float rounding, which a
+    quantized model amplifies now and then by a level flip (README: measured deviations);
+    ``"auto"``: native where it runs (AVX-512 CPUs, head sizes a multiple of 16 up to 128).
     The fused projections hold copies of the weights: rebuild the plan after changing the model.
     """
     if kernels not in ("auto", NATIVE, TORCH):
@@ -170,7 +172,7 @@ def build_classifier_plan(model: nn.Module, kernels: Kernels = "auto") -> Classi
         kernels = NATIVE if native_kernels_supported(head_dim) else TORCH
     return ClassifierPlan(
         model=model,
-        layers=tuple(_layer_plan(layer) for layer in layers),
+        layers=tuple(_layer_plan(layer, kernels == NATIVE) for layer in layers),
         heads=config.num_attention_heads,
         head_dim=head_dim,
         scaling=layers[0].attention.self.scaling if len(layers) else head_dim**-0.5,
