@@ -14,7 +14,7 @@ import eightbit.encoder as encoder
 from eightbit import QuantConfig
 from eightbit.encoder import build_classifier_plan, check_supported, classifier_runner
 from eightbit.engine.fuse import SplitLinears
-from eightbit.kernels import native
+from eightbit.kernels import gelu, native
 from eightbit.models import bert
 from eightbit.models.bert import calibration_run
 from eightbit.nn import QuantLinear
@@ -74,23 +74,31 @@ def test_logits_equal_the_hugging_face_forward(int8, batch):
         assert torch.equal(run(batch), int8(**batch).logits)
 
 
+class _EightbitGelu(torch.nn.Module):
+    def forward(self, x):
+        return gelu(x)
+
+
 @contextlib.contextmanager
-def _torch_gelu():
-    """torch's own CPU kernels instead of oneDNN (whose GELU differs in the last bits)."""
-    enabled = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
+def _eightbit_gelu(model):
+    """The model's GELU activations replaced by eightbit's (the fused epilogue's function)."""
+    intermediates = [layer.intermediate for layer in model.bert.encoder.layer]
+    saved = [m.intermediate_act_fn for m in intermediates]
+    for m in intermediates:
+        m.intermediate_act_fn = _EightbitGelu()
     try:
         yield
     finally:
-        torch._C._set_mkldnn_enabled(enabled)
+        for m, act in zip(intermediates, saved, strict=True):
+            m.intermediate_act_fn = act
 
 
 @native_attention
-def test_native_feed_forward_equals_the_forward_with_torchs_gelu_kernel(int8):
+def test_native_feed_forward_equals_the_forward_with_eightbits_gelu(int8):
     """The fused GELU and quantize, alone (torch's attention and LayerNorm), are bit for bit the
-    model's forward run with torch's own GELU kernel instead of oneDNN's."""
+    model's forward with eightbit's GELU as its activation."""
     plan = dataclasses.replace(build_classifier_plan(int8, "native"), kernels="torch")
-    with torch.inference_mode(), _torch_gelu():
+    with torch.inference_mode(), _eightbit_gelu(int8):
         assert torch.equal(encoder.classify(plan, **_batch()), int8(**_batch()).logits)
 
 

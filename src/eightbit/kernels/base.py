@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from eightbit.core.elementwise import gelu
 from eightbit.core.fixedpoint import Activation
 from eightbit.core.ops import quantize
 from eightbit.core.qparams import QParams
@@ -156,31 +157,6 @@ class PreparedLinear(ABC):
         )
         out = gelu(out)
         return out if output_qp is None else quantize(out, output_qp)
-
-
-GELU_STEP = 32  # values per step of torch's vector loop (two AVX-512 vectors)
-GELU_PIECE = 1 << 15  # below torch's parallel grain: one thread, one loop per piece
-
-
-def gelu(x: Tensor) -> Tensor:
-    """Exact (erf) GELU as torch's own vectorized CPU kernel computes it, for every value.
-
-    ``torch.nn.functional.gelu`` hands float32 to oneDNN, whose polynomial differs in the last
-    bits, and with oneDNN off computes the last values of each thread's range that do not fill
-    a 32-value step with libm's ``erff``; here oneDNN is bypassed and the input is padded and cut
-    into whole steps, so each value gets the vector formula, whatever the shape or thread count:
-    what every backend's :meth:`PreparedLinear.linear_gelu` applies (the native kernel's is
-    bit for bit the same). Equals ``F.gelu`` with oneDNN off wherever no scalar tail occurs
-    (e.g. BERT's feed-forward sizes, multiples of 32)."""
-    flat = x.reshape(-1)
-    padded = torch.nn.functional.pad(flat, (0, -flat.numel() % GELU_STEP))
-    enabled = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        out = torch.cat([torch.nn.functional.gelu(p) for p in padded.split(GELU_PIECE)])
-    finally:
-        torch._C._set_mkldnn_enabled(enabled)
-    return out[: flat.numel()].reshape(x.shape)
 
 
 BackendFactory = Callable[[QuantizedWeight], PreparedLinear]

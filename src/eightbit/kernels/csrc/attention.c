@@ -9,7 +9,7 @@
  *
  * Per (sequence, head) task: K transposed once into a (hd, seq) scratch panel, then blocks of 4
  * query rows: scores by a 4 x 64 register tile (16 zmm, one broadcast of q and 4 key loads per
- * 16 FMA), row max, exp (Sleef's expf_u10, as gelu.c), sum, then 4 rows x hd of P V with one
+ * 16 FMA), row max, exp (eb_expf16, eightbit.h), sum, then 4 rows x hd of P V with one
  * broadcast of p and hd / 16 value loads per row, divided by the sums at the end (a true
  * division). Not the operation order of torch's SDPA kernels, so results differ from them in the
  * last bits (tested: within 1e-5). Rows whose keys are all masked give NaN, as the exact math. */

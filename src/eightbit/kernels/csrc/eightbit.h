@@ -70,38 +70,69 @@ void eb_quantize_row_i16(const float *x, int64_t k, float scale, int32_t zp, int
 void eb_widen_row_u8(const uint8_t *a, int64_t k, int32_t zp, int16_t *dst);
 void eb_row_minmax(const float *x, int64_t k, float *mn, float *mx);
 
+
+/* eightbit's expf: IEEE float32 multiplies, adds and roundings only (no FMA), so torch
+ * operations reproduce it bit for bit (eightbit.kernels.base.expf, the reference backend's).
+ * d is clamped to [-104, 88.7]; q = rint(d log2(e)); s = (d - q LN2_HI) - q LN2_LO, where
+ * LN2_HI = 1420/2048 has 9 significant bits, so q LN2_HI is exact for |q| <= 150 and |s| <=
+ * ln(2)/2; e^s by its degree-7 Taylor polynomial (Horner; truncation < 6e-9 relative); times 2^q
+ * as 2^(q>>1) 2^(q-(q>>1)), each a normal float. Below -104: 0; above 88.7: inf; NaN: NaN.
+ * The 8-lane and 16-lane versions do the same operations per lane. */
+#define EB_EXP_LO -104.0f
+#define EB_EXP_HI 88.7f
+#define EB_LOG2E 1.44269504088896341f
+#define EB_LN2_HI 0.693359375f
+#define EB_LN2_LO ((float)(0.69314718055994530942 - 0.693359375))
+#define EB_EXP_POLY(mul, add, set1, s)                                                        \
+    add(mul(add(mul(add(mul(add(mul(add(mul(add(mul(add(mul(set1((float)(1.0 / 5040.0)), s),    \
+                                                          set1((float)(1.0 / 720.0))), s),    \
+                                                  set1((float)(1.0 / 120.0))), s),            \
+                                          set1((float)(1.0 / 24.0))), s),                     \
+                                  set1((float)(1.0 / 6.0))), s),                              \
+                          set1(0.5f)), s),                                                    \
+                  set1(1.0f)), s),                                                            \
+        set1(1.0f))
+
+static inline __m256 eb_expf8(__m256 d) {
+    __m256 x = _mm256_min_ps(_mm256_max_ps(d, _mm256_set1_ps(EB_EXP_LO)), _mm256_set1_ps(EB_EXP_HI));
+    __m256 qf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EB_LOG2E)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 s = _mm256_sub_ps(x, _mm256_mul_ps(qf, _mm256_set1_ps(EB_LN2_HI)));
+    s = _mm256_sub_ps(s, _mm256_mul_ps(qf, _mm256_set1_ps(EB_LN2_LO)));
+    __m256 p = EB_EXP_POLY(_mm256_mul_ps, _mm256_add_ps, _mm256_set1_ps, s);
+    __m256i q = _mm256_cvtps_epi32(qf);
+    __m256i h = _mm256_srai_epi32(q, 1), bias = _mm256_set1_epi32(127);
+    __m256 p0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
+    __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(q, h), bias), 23));
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, p0), p1);
+    e = _mm256_andnot_ps(_mm256_cmp_ps(d, _mm256_set1_ps(EB_EXP_LO), _CMP_LT_OQ), e);
+    e = _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(d, _mm256_set1_ps(EB_EXP_HI), _CMP_GT_OQ));
+    return _mm256_blendv_ps(e, d, _mm256_cmp_ps(d, d, _CMP_UNORD_Q));
+}
+
 /* AVX-512F functions carry their own target: the library is built for AVX2 and calls them only
  * where eb_vnni_enabled (CPUs with AVX-512). */
 #define EB_AVX512 __attribute__((target("avx512f")))
 
-/* Sleef's expf_u10 (xexpf) on 16 lanes: exp(d) within 1 ulp; 0 below -104, inf above 100 (NaN
- * stays NaN). gelu.c has the 8-lane AVX2 twin. */
 EB_AVX512 static inline __m512 eb_expf16(__m512 d) {
-    const __m512 r_ln2 = _mm512_set1_ps(1.442695040888963407359924681001892137426645954152985934135449406931f);
-    __m512i q = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(d, r_ln2),
-                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    __m512 qf = _mm512_cvtepi32_ps(q);
-    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-0.693145751953125f), d);
-    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-1.428606765330187045e-06f), s);
-    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
-    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
-    __m512i h = _mm512_srai_epi32(q, 1);
-    __m512i bias = _mm512_set1_epi32(127);
+    __m512 x = _mm512_min_ps(_mm512_max_ps(d, _mm512_set1_ps(EB_EXP_LO)), _mm512_set1_ps(EB_EXP_HI));
+    __m512 qf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EB_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 s = _mm512_sub_ps(x, _mm512_mul_ps(qf, _mm512_set1_ps(EB_LN2_HI)));
+    s = _mm512_sub_ps(s, _mm512_mul_ps(qf, _mm512_set1_ps(EB_LN2_LO)));
+    __m512 p = EB_EXP_POLY(_mm512_mul_ps, _mm512_add_ps, _mm512_set1_ps, s);
+    __m512i q = _mm512_cvtps_epi32(qf);
+    __m512i h = _mm512_srai_epi32(q, 1), bias = _mm512_set1_epi32(127);
     __m512 p0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
-    __m512 p1 = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
-    u = _mm512_mul_ps(_mm512_mul_ps(u, p0), p1);
-    u = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ), u);
-    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(100.0f), d, _CMP_LT_OQ),
-                              _mm512_set1_ps(INFINITY));
+    __m512 p1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
+    __m512 e = _mm512_mul_ps(_mm512_mul_ps(p, p0), p1);
+    e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(EB_EXP_LO), _CMP_NLT_UQ), e);
+    e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(d, _mm512_set1_ps(EB_EXP_HI), _CMP_GT_OQ),
+                           _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q), d);
 }
 
-/* gelu.c: torch's exact (erf) GELU of 8 floats, bit for bit */
+/* gelu.c: eightbit's exact-erf GELU of 8 floats (base.gelu in torch operations, bit for bit) */
 __m256 eb_gelu8(__m256 x);
 void eb_gelu_f32(float *x, int64_t count); /* in place, exported */
 /* AVX-512 (only with eb_vnni_enabled): one tile row through a GELU epilogue, 16 lanes */
