@@ -8,6 +8,7 @@ from torch import nn
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB (torchao's compute_error)."""
+    reference, approx = reference.detach(), approx.detach()
     noise = (reference - approx).float().pow(2).mean()
     return float(10 * torch.log10(reference.float().pow(2).mean() / noise.clamp_min(1e-30)))
 
