@@ -1,0 +1,79 @@
+"""One QAT recipe on one shipped classification task: dev and test accuracy of its INT8 model.
+
+Runs the classification evaluation's own QAT (fake-quant fine-tuning from the cached FP32
+fine-tune, distillation, conversion; cached by recipe like the demo's) and prints one JSON line
+with FP32, dynamic INT8 and QAT INT8 accuracy on the dev and test splits. Recipes are chosen on
+dev (``bench/results/classify_qat_recipe.md``); test is reported alongside.
+
+Usage: ``python bench/qat_recipe_probe.py TASK LEARNING_RATE EPOCHS DISTILL_WEIGHT TEMPERATURE
+[--cache-dir models/classify-cache]`` (``DISTILL_WEIGHT`` 0: labels only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+from eightbit.config import DYNAMIC, QuantConfig
+from eightbit.data.classification import TASKS, load_task
+from eightbit.evaluate import classify
+from eightbit.evaluate.metrics import accuracy
+from eightbit.models.bert import predict
+from eightbit.training.classifier import DEFAULT_FINETUNE_CONFIG, finetune_cached
+from eightbit.training.distill import DistillConfig
+from eightbit.transform import quantize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("task", choices=list(TASKS))
+    parser.add_argument("learning_rate", type=float)
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("distill_weight", type=float)
+    parser.add_argument("temperature", type=float)
+    parser.add_argument("--cache-dir", default="models/classify-cache")
+    args = parser.parse_args()
+    train, dev, test = (load_task(args.task, s) for s in ("train", "dev", "test"))
+    model, tokenizer, path = finetune_cached(
+        args.task, args.cache_dir, None, DEFAULT_FINETUNE_CONFIG, train, dev
+    )
+    model.eval()
+    task = classify.ClassifyTask(args.task, model, tokenizer, train, test, source=path.name)
+    qat_finetune = replace(
+        classify.DEFAULT_QAT_FINETUNE,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        progress=False,
+    )
+    distill = (
+        None if args.distill_weight == 0 else DistillConfig(args.distill_weight, args.temperature)
+    )
+    config = replace(
+        classify.DEFAULT_EVAL_CONFIG,
+        cache_dir=args.cache_dir,
+        progress=False,
+        qat_finetune=qat_finetune,
+        qat_distill=distill,
+    )
+
+    def score(m, split):
+        return round(
+            100 * accuracy(predict(m, tokenizer, split.texts, 32, 128, False), split.labels), 2
+        )
+
+    result = {"task": args.task, "lr": args.learning_rate, "epochs": args.epochs,
+              "weight": args.distill_weight, "T": args.temperature}  # fmt: skip
+    result.update(fp32_dev=score(model, dev), fp32_test=score(model, test))
+    dynamic = quantize(model, None, QuantConfig(method=DYNAMIC), progress=False)
+    result.update(dyn_dev=score(dynamic, dev), dyn_test=score(dynamic, test))
+    start = time.perf_counter()
+    int8, check = classify._qat_model(task, test, config)
+    result["qat_seconds"] = round(time.perf_counter() - start)
+    result.update(qat_dev=score(int8, dev), qat_test=score(int8, test), **check)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
