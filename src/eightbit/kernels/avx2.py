@@ -25,6 +25,30 @@ from eightbit.kernels.base import (
 register_availability("avx2", native.is_available)
 
 
+class _QParamsNumbers:
+    """(scale, zero point, qmin, qmax) of uint8 qparams as Python numbers, checked; cached for
+    the last qparams object (a module passes the same one every call, and reading 0-d tensors
+    into Python costs about a microsecond each), refreshed if its tensors were changed in place."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int, int] | None = None
+        self._qp: QParams | None = None  # holding it keeps its id unique
+        self._numbers: tuple[float, int, int, int] = (1.0, 0, 0, 255)
+
+    def __call__(self, qp: QParams) -> tuple[float, int, int, int]:
+        key = (id(qp), qp.scale._version, qp.zero_point._version)
+        if key != self.key:
+            check_input_qparams(qp)
+            self._numbers = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            self.key, self._qp = key, qp
+        return self._numbers
+
+
+def _fused_input(qmin: int, qmax: int) -> bool:
+    """Whether the kernels quantize this input themselves (full uint8, or the 7-bit path)."""
+    return (qmin, qmax) == (0, 255) or qmax <= 127
+
+
 @register_backend("avx2")
 class Avx2Linear(PreparedLinear):
     """Static (fp32 or requantized output) and dynamic INT8 linear on packed weights."""
@@ -36,29 +60,14 @@ class Avx2Linear(PreparedLinear):
         self._requant_cache: dict[tuple[object, ...], native.Requantization] = {}
         # (key, epilogue, the qparams themselves: holding them keeps their ids unique)
         self._requant_last: tuple[tuple[object, ...], native.Requantization, object] | None = None
-        self._input_key: tuple[int, int, int] | None = None
-        self._input_qp: QParams | None = None
-        self._input_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
-        self._output_key: tuple[int, int, int] | None = None
-        self._output_qp: QParams | None = None
-        self._output_cache: tuple[float, int, int, int] = (1.0, 0, 0, 255)
+        self._input_params = _QParamsNumbers()
+        self._output_params = _QParamsNumbers()  # the uint8 a fused GELU epilogue writes
         self._out_scale_key: tuple[int, int, int] | None = None
         self._out_scale = qweight.scale
 
-    def _input_params(self, qp: QParams) -> tuple[float, int, int, int]:
-        """(scale, zero point, qmin, qmax) as Python numbers, checked; cached for the last qparams
-        object (a module passes the same one every call, and reading 0-d tensors into Python
-        costs about a microsecond each), refreshed if its tensors were changed in place."""
-        key = (id(qp), qp.scale._version, qp.zero_point._version)
-        if key != self._input_key:
-            check_input_qparams(qp)
-            self._input_cache = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
-            self._input_key, self._input_qp = key, qp  # holding qp keeps its id unique
-        return self._input_cache
-
     def linear_fp32(self, x: Tensor, input_qp: QParams) -> Tensor:
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
-        if (qmin, qmax) == (0, 255) or qmax <= 127:  # fused (qmax <= 127: the 7-bit path)
+        if _fused_input(qmin, qmax):
             return self._plan.static_fp32(x, scale, zero_point, qmin, qmax)
         return self.linear_quantized_fp32(self.quantize_input(x, input_qp), input_qp)
 
@@ -69,9 +78,9 @@ class Avx2Linear(PreparedLinear):
     def linear_quantized_fp32(self, x_q: Tensor, input_qp: QParams) -> Tensor:
         w = self.qweight
         _, zero_point, _, qmax = self._input_params(input_qp)
-        if self._out_scale_key != self._input_key:  # S_x * S_w, once per input qparams
+        if self._out_scale_key != self._input_params.key:  # S_x * S_w, once per input qparams
             self._out_scale = input_qp.scale * w.scale
-            self._out_scale_key = self._input_key
+            self._out_scale_key = self._input_params.key
         return native.linear_fp32_out(
             x_q, zero_point, self._packed, self._out_scale, w.bias, seven_bit=qmax <= 127
         )
@@ -143,17 +152,7 @@ class Avx2Linear(PreparedLinear):
                 return super().linear_gelu(x, input_qp, output_qp, per_token)
             return self._plan.dynamic_gelu(x, per_row=per_token)
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
-        if not ((qmin, qmax) == (0, 255) or qmax <= 127):  # not fused in linear_fp32 either
+        if not _fused_input(qmin, qmax):  # not fused in linear_fp32 either
             return super().linear_gelu(x, input_qp, output_qp, per_token)
         out = None if output_qp is None else self._output_params(output_qp)
         return self._plan.static_gelu(x, scale, zero_point, qmin, qmax, out)
-
-    def _output_params(self, qp: QParams) -> tuple[float, int, int, int]:
-        """(scale, zero point, qmin, qmax) of the uint8 qparams a fused epilogue quantizes to,
-        cached as :meth:`_input_params` caches the input's."""
-        key = (id(qp), qp.scale._version, qp.zero_point._version)
-        if key != self._output_key:
-            check_input_qparams(qp)
-            self._output_cache = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
-            self._output_key, self._output_qp = key, qp
-        return self._output_cache
