@@ -103,9 +103,9 @@ def _feed_forward_fusion(fc1: nn.Module, activation: nn.Module, fc2: nn.Module) 
     """Which of GELU and fc2's input quantize the feed-forward block fuses into fc1's epilogue
     (native kernels only).
 
-    The fused GELU is torch's own exact kernel, bit for bit (:func:`eightbit.kernels.gelu`);
-    the model's forward, where torch hands the GELU to oneDNN, differs from it by up to 1.5e-6
-    per value, which now and then moves a quantized activation by one level."""
+    The fused GELU is eightbit's exact GELU, bit for bit :func:`eightbit.kernels.gelu`; the
+    model's forward, where torch hands the GELU to oneDNN, differs from it by up to 1.5e-6 per
+    value, which now and then moves a quantized activation by one level."""
     gelu = (
         isinstance(fc1, QuantLinear)
         and not fc1.has_output_qparams
@@ -151,7 +151,7 @@ def build_classifier_plan(model: nn.Module, kernels: Kernels = "auto") -> Classi
     ``kernels``: ``"torch"`` calls torch's SDPA, LayerNorm and GELU as the model's forward
     does (bit-identical logits); ``"native"`` runs eightbit's fused attention, which reads the
     fused projections' output directly (about 2x faster than SDPA at BERT-base sizes), residual
-    add + LayerNorm on eightbit's thread pool, and the GELU (torch's own kernel, not oneDNN's)
+    add + LayerNorm on eightbit's thread pool, and eightbit's GELU (:func:`eightbit.kernels.gelu`)
     with fc2's input quantize in fc1's epilogue: the same math up to float rounding, which a
     quantized model amplifies now and then by a level flip (README: measured deviations);
     ``"auto"``: native where it runs (AVX-512 CPUs, head sizes a multiple of 16 up to 128).

@@ -611,8 +611,8 @@ def argmax_rows(x: Tensor) -> Tensor:
 
 
 def gelu_f32(x: Tensor) -> Tensor:
-    """Exact (erf) GELU of float32 ``x`` (any shape), bit for bit torch's own vectorized CPU
-    kernel (``torch.nn.functional.gelu`` with oneDNN off, see ``csrc/gelu.c``); what the fused
+    """Exact (erf) GELU of float32 ``x`` (any shape), bit for bit
+    :func:`eightbit.core.elementwise.gelu` (``csrc/gelu.c``); what the fused
     GELU epilogues of :class:`LinearPlan` compute. Returns a new tensor."""
     if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
         raise ValueError("x must be a float32 CPU tensor")

@@ -195,7 +195,7 @@ class QuantLinear(nn.Module):
         return out if flat else out.reshape(*x.shape[:-1], self.out_features)
 
     def forward_gelu(self, x: Tensor, output_qp: QParams | None = None) -> Tensor:
-        """``gelu(forward(x))`` with torch's exact GELU (:func:`eightbit.kernels.gelu`) fused
+        """``gelu(forward(x))`` with eightbit's exact GELU (:func:`eightbit.kernels.gelu`) fused
         into the kernel's epilogue; uint8 quantized with ``output_qp`` when given (the input
         qparams of the static layer that reads it, then :meth:`forward_from_quantized`)."""
         if self.has_output_qparams or self.activation != "none":

@@ -16,7 +16,7 @@
 #define EB_NR 16 /* output columns per packed weight panel (two ymm of int32) */
 #define EB_MR 6  /* rows per microkernel tile */
 
-/* Epilogue kinds. GELU kinds: the F32 value, then torch's exact GELU (gelu.c); GELU_U8 then
+/* Epilogue kinds. GELU kinds: the F32 value, then eightbit's exact GELU (gelu.c); GELU_U8 then
  * quantizes it with (q_scale, zp) and clamps to [lo, hi] as eb_quantize_u8 does. */
 enum {
     EB_OUT_I32 = 0,

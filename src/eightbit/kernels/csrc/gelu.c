@@ -2,10 +2,10 @@
  * Abramowitz & Stegun 7.1.26, erf(a) = 1 - (a1 t + ... + a5 t^5) e^(-a^2), t = 1 / (1 + p |a|)
  * (absolute error below 1.5e-7), odd in a, and e^(-a^2) by eb_expf8 (eightbit.h). Only IEEE
  * float32 multiplies, adds and divisions, each rounded (no FMA; the library is built with
- * -ffp-contract=off), so eightbit.kernels.base.gelu computes the same values with torch
- * operations, bit for bit: that is the reference backend's GELU, and the test. The 16-lane
- * AVX-512 version below does the same operations per lane. Within 2e-6 of torch's own GELU
- * (tests/kernels/test_backends.py). */
+ * -ffp-contract=off), so eightbit.core.elementwise.gelu computes the same values with torch
+ * operations, bit for bit: that is the reference backend's GELU, and the test
+ * (tests/kernels/test_backends.py). The 16-lane AVX-512 version below does the same operations
+ * per lane. Within 5e-7 of the exact GELU (tests/core/test_elementwise.py). */
 #include <math.h>
 #include <string.h>
 

@@ -666,7 +666,7 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                               out, row_scale, row_zp, nthreads);
 }
 
-/* eb_linear_f32_dynamic followed by torch's exact GELU (gelu.c), in the epilogue. */
+/* eb_linear_f32_dynamic followed by eightbit's exact GELU (gelu.c), in the epilogue. */
 int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k,
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, float *out, int nthreads) {
@@ -674,7 +674,7 @@ int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k
                               bias, out, NULL, NULL, nthreads);
 }
 
-/* eb_linear_f32_static followed by torch's exact GELU (gelu.c), in the epilogue; out_scale > 0:
+/* eb_linear_f32_static followed by eightbit's exact GELU (gelu.c), in the epilogue; out_scale > 0:
  * then quantized to uint8 with (out_scale, out_zp) and clamped to [out_lo, out_hi] (the input of
  * the next static layer: the fp32 GELU output never reaches memory), else written as float. */
 int eb_linear_f32_static_gelu(const float *x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
