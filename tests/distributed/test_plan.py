@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from eightbit.data.batching import pack_by_tokens
 from eightbit.distributed import ShardSettings, plan_shards, run_key
 from eightbit.models.common import ModelLoadError
+from eightbit.models.marian import default_batch_tokens
 
 
 @given(
@@ -27,6 +28,12 @@ def test_a_shard_repacks_into_exactly_its_batches(lengths, budget, cap, shard_se
         assert regrouped == batches[position : position + len(regrouped)]
         position += len(regrouped)
     assert position == len(batches)
+
+
+def test_settings_default_to_the_single_process_token_budget():
+    assert ShardSettings().batch_tokens == default_batch_tokens(1)
+    assert ShardSettings(beam=4).batch_tokens == default_batch_tokens(4)
+    assert ShardSettings(beam=4, batch_tokens=100).batch_tokens == 100
 
 
 def test_settings_are_validated():

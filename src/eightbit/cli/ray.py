@@ -39,7 +39,6 @@ def _add_ray_options(p: argparse.ArgumentParser) -> None:
 
 def _ray_settings(args: argparse.Namespace) -> tuple[ShardSettings, RayOptions]:
     from eightbit.distributed import RayOptions, ShardSettings
-    from eightbit.models.marian import default_batch_tokens
 
     for name in ("workers", "threads_per_worker", "shard_sentences"):
         value = getattr(args, name)
@@ -47,7 +46,7 @@ def _ray_settings(args: argparse.Namespace) -> tuple[ShardSettings, RayOptions]:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
     settings = ShardSettings(
         beam=args.beam,
-        batch_tokens=args.batch_tokens or default_batch_tokens(args.beam),
+        batch_tokens=args.batch_tokens,
         max_sentences=args.max_sentences,
         shard_sentences=args.shard_sentences,
         engine=args.engine,

@@ -16,21 +16,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eightbit.models.common import ModelLoadError
+from eightbit.models.marian import default_batch_tokens
 
 FORMAT_VERSION = 1  # bump when the shard files or the key change meaning
 
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """Everything besides model and input that decides a sharded run's output and its shards."""
+    """Everything besides model and input that decides a sharded run's output and its shards.
+    ``batch_tokens``: default the single-process default for ``beam``
+    (:func:`eightbit.models.marian.default_batch_tokens`), so shards hold the same batches."""
 
     beam: int = 1
-    batch_tokens: int = 4096
+    batch_tokens: int | None = None
     max_sentences: int | None = 64
     shard_sentences: int = 256  # a shard closes at the first batch boundary past this many
     engine: str = "eightbit"  # decoding engine of every shard (see models.marian.ENGINES)
 
     def __post_init__(self) -> None:
+        if self.batch_tokens is None:
+            object.__setattr__(self, "batch_tokens", default_batch_tokens(self.beam))
         if self.beam < 1 or self.batch_tokens < 1 or self.shard_sentences < 1:
             raise ValueError("beam, batch_tokens and shard_sentences must be positive")
 
