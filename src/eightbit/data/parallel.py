@@ -5,10 +5,10 @@ on every core: a decoder step on a few sentences does not keep many threads busy
 threads (PyTorch releases the GIL inside its ops, and the model is shared, not copied);
 results come back in input order.
 
-By default there is one worker per intra-op thread, each with one thread: on 2 shared cores,
-2 workers with 1 thread each decoded the shipped Marian model (d_model 256) 2x to 25x faster
-than 1 worker with 2 threads, greedy and beam 4 (README, "Batching defaults"): one step's small
-ops cannot keep two threads busy, and each waits for both.
+By default there is one worker per intra-op thread, each with one thread: on 2 cores, 2 workers
+with 1 thread each decoded the shipped Marian model (d_model 256) 1.3-1.6x faster than 1 worker
+with 2 threads on a quiet machine, and 2-25x faster on a loaded one, greedy and beam 4 (README,
+"Batching defaults"): one step's small ops cannot keep two threads busy, and each waits for both.
 """
 
 from __future__ import annotations
