@@ -6,7 +6,8 @@ with FP32, dynamic INT8 and QAT INT8 accuracy on the dev and test splits. Recipe
 dev (``bench/results/classify_qat_recipe.md``); test is reported alongside.
 
 Usage: ``python bench/qat_recipe_probe.py TASK LEARNING_RATE EPOCHS DISTILL_WEIGHT TEMPERATURE
-[--cache-dir models/classify-cache]`` (``DISTILL_WEIGHT`` 0: labels only).
+[--seed N] [--cache-dir models/classify-cache]`` (``DISTILL_WEIGHT`` 0: labels only; ``--seed``:
+the QAT run's seed: batch order and dropout, default 0).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("epochs", type=int)
     parser.add_argument("distill_weight", type=float)
     parser.add_argument("temperature", type=float)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default="models/classify-cache")
     args = parser.parse_args()
     train, dev, test = (load_task(args.task, s) for s in ("train", "dev", "test"))
@@ -45,6 +47,7 @@ def main() -> None:
         classify.DEFAULT_QAT_FINETUNE,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
+        seed=args.seed,
         progress=False,
     )
     distill = (
@@ -64,7 +67,7 @@ def main() -> None:
         )
 
     result = {"task": args.task, "lr": args.learning_rate, "epochs": args.epochs,
-              "weight": args.distill_weight, "T": args.temperature}  # fmt: skip
+              "weight": args.distill_weight, "T": args.temperature, "seed": args.seed}  # fmt: skip
     result.update(fp32_dev=score(model, dev), fp32_test=score(model, test))
     dynamic = quantize(model, None, QuantConfig(method=DYNAMIC), progress=False)
     result.update(dyn_dev=score(dynamic, dev), dyn_test=score(dynamic, test))
