@@ -23,6 +23,7 @@ from eightbit.bench.translate import (
     TranslateBenchConfig,
     generated_tokens,
     run_translate_benchmark,
+    same_as_hf,
 )
 from eightbit.bench.translate_report import to_markdown
 from eightbit.bench.translate_workloads import base_workload
@@ -130,6 +131,23 @@ def test_report_schema_and_markdown():
     assert "**shipped**" in markdown and "**base**" in markdown
     hf_rows = [line for line in markdown.splitlines() if line.startswith("| hf | FP32 |")]
     assert len(hf_rows) == 2 and all("| 1.00x |" in line for line in hf_rows)
+    # the engine is token-identical to generate of the same model: the run shows it
+    engine_rows = [r for r in report["results"] if r["engine"] == "eightbit"]
+    for row in engine_rows:
+        assert row["same_as_hf"]["identical"] == row["same_as_hf"]["sentences"] == 3
+    shipped = [r for r in engine_rows if r["model"] == "shipped"]
+    assert all(r["same_as_hf"]["bleu"] == r["bleu"] for r in shipped)
+    assert "FP32 beam 2 3/3 identical, BLEU" in markdown
+
+
+def test_same_as_hf_counts_the_shared_prefix():
+    sentences = ["the cat sat on the mat", "a dog ran in the park", "it rained all day long"]
+    engine = [Translation(text, False) for text in sentences]
+    hf = [Translation(sentences[0], False), Translation("something else", False)]
+    assert same_as_hf(engine, hf, None) == {"sentences": 2, "identical": 1}
+    scored = same_as_hf(engine, hf, sentences)  # BLEU of the engine's first two only
+    assert scored["sentences"] == 2 and scored["bleu"] == pytest.approx(100.0)
+    assert same_as_hf(engine, hf, [sentences[0], "x y z w v", ""])["bleu"] < 100
 
 
 def test_cli_writes_json_and_markdown(tmp_path, capsys):

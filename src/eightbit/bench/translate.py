@@ -139,8 +139,9 @@ def _ct2_runner(translator: Any, tokenizer: Any, beam: int, max_positions: int) 
 
 def _measure(
     workload: Workload, engines: _Engines, key: tuple[str, str, int], size: int | None
-) -> dict[str, Any]:
-    """Time one engine on the first ``size`` sentences of the workload (``None``: all)."""
+) -> tuple[dict[str, Any], list[Translation]]:
+    """Time one engine on the first ``size`` sentences of the workload (``None``: all); the
+    result row and the translations."""
     engine, precision, beam = key
     runner = engines.runners[key]
     sentences = workload.sentences[:size]
@@ -161,15 +162,36 @@ def _measure(
         "sentences_per_s": round(len(outputs) / seconds, 2),
     }
     if workload.references is not None:
-        scores = translation_scores(
-            [o.text for o in outputs],
-            workload.references[:size],
-            [o.hit_length_limit for o in outputs],
-        )
+        scores = _scores(outputs, workload.references)
         row.update(bleu=scores.bleu, chrf=scores.chrf, eos_failure_rate=scores.eos_failure_rate)
     if workload.forced_tokens is not None:
         row["at_forced_length"] = all(o.hit_length_limit for o in outputs)
-    return row
+    return row, outputs
+
+
+def _scores(outputs: Sequence[Translation], references: Sequence[str]) -> Any:
+    """Scores of ``outputs`` against the first ``len(outputs)`` references."""
+    return translation_scores(
+        [o.text for o in outputs],
+        references[: len(outputs)],
+        [o.hit_length_limit for o in outputs],
+    )
+
+
+def same_as_hf(
+    engine: Sequence[Translation],
+    hf: Sequence[Translation],
+    references: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The eightbit engine's output against ``generate``'s for the same model and beam, on the
+    sentences both translated (HF's, a prefix): how many are identical, and the engine's BLEU
+    there (the issue's goal: equal to HF's BLEU on them)."""
+    shared = min(len(engine), len(hf))
+    identical = sum(a.text == b.text for a, b in zip(engine[:shared], hf[:shared], strict=True))
+    result: dict[str, Any] = {"sentences": shared, "identical": identical}
+    if references is not None:
+        result["bleu"] = _scores(engine[:shared], references).bleu
+    return result
 
 
 def _workload(name: str, config: TranslateBenchConfig, tmp: Path) -> Workload:
@@ -205,9 +227,16 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
                 "int8": workload.int8_method,
                 "forced_tokens": workload.forced_tokens,
             }
+            rows, outputs = {}, {}
             for key in progress_bar(list(engines.runners), f"bench {name}", "run", config.progress):
                 size = config.hf_test_size if key[0] == "hf" and name == "shipped" else None
-                results.append(_measure(workload, engines, key, size))
+                rows[key], outputs[key] = _measure(workload, engines, key, size)
+            for (engine, precision, beam), row in rows.items():
+                hf = outputs.get(("hf", precision, beam))
+                if engine == "eightbit" and hf is not None:
+                    ours = outputs[(engine, precision, beam)]
+                    row["same_as_hf"] = same_as_hf(ours, hf, workload.references)
+            results.extend(rows.values())
     return {
         "benchmark": "translate",
         "threads": config.threads,

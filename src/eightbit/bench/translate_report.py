@@ -19,11 +19,18 @@ HEADERS = [
 ]
 
 
+def _row_of(
+    rows: list[dict[str, Any]], engine: str, precision: str, beam: int
+) -> dict[str, Any] | None:
+    return next(
+        (r for r in rows if (r["engine"], r["precision"], r["beam"]) == (engine, precision, beam)),
+        None,
+    )
+
+
 def _speed_of(rows: list[dict[str, Any]], engine: str, precision: str, beam: int) -> float | None:
-    for row in rows:
-        if (row["engine"], row["precision"], row["beam"]) == (engine, precision, beam):
-            return row["tokens_per_s"]
-    return None
+    row = _row_of(rows, engine, precision, beam)
+    return None if row is None else row["tokens_per_s"]
 
 
 def _ratio(speed: float, reference: float | None) -> str:
@@ -51,6 +58,31 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(HEADERS, cells)
 
 
+def _agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence on the eightbit engine against ``generate`` of the same model and beam."""
+    parts = []
+    for row in rows:
+        same = row.get("same_as_hf")
+        if same is None:
+            continue
+        hf = _row_of(rows, "hf", row["precision"], row["beam"])
+        hf_bleu = None if hf is None else hf.get("bleu")
+        part = (
+            f"{row['precision'].upper()} beam {row['beam']} {same['identical']}/"
+            f"{same['sentences']} identical"
+        )
+        if "bleu" in same and hf_bleu is not None:
+            part += f", BLEU {same['bleu']:.2f} vs {hf_bleu:.2f}"
+        parts.append(part)
+    if not parts:
+        return []
+    return [
+        "eightbit engine vs `hf` (`generate` of the same model and beam, on the sentences both "
+        f"translated): {'; '.join(parts)}.",
+        "",
+    ]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -68,6 +100,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
             _table(rows),
         ]
+        lines += _agreement_lines(rows)
         forced = [r for r in rows if r.get("at_forced_length") is False]
         if forced:
             engines = ", ".join(f"{r['engine']} {r['precision']} beam {r['beam']}" for r in forced)
