@@ -6,8 +6,9 @@ with FP32, dynamic INT8 and QAT INT8 accuracy on the dev and test splits. Recipe
 dev (``bench/results/classify_qat_recipe.md``); test is reported alongside.
 
 Usage: ``python bench/qat_recipe_probe.py TASK LEARNING_RATE EPOCHS DISTILL_WEIGHT TEMPERATURE
-[--seed N] [--cache-dir models/classify-cache]`` (``DISTILL_WEIGHT`` 0: labels only; ``--seed``:
-the QAT run's seed: batch order and dropout, default 0).
+[--seed N] [--per-channel] [--cache-dir models/classify-cache]`` (``DISTILL_WEIGHT`` 0: labels
+only; ``--seed``: the QAT run's seed, batch order and dropout, default 0; ``--per-channel``: weight
+scales per output channel, the dynamic baseline's granularity, instead of Q8BERT's per tensor).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("distill_weight", type=float)
     parser.add_argument("temperature", type=float)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--cache-dir", default="models/classify-cache")
     args = parser.parse_args()
     train, dev, test = (load_task(args.task, s) for s in ("train", "dev", "test"))
@@ -57,6 +59,7 @@ def main() -> None:
         classify.DEFAULT_EVAL_CONFIG,
         cache_dir=args.cache_dir,
         progress=False,
+        qat=replace(classify.DEFAULT_EVAL_CONFIG.qat, per_channel=args.per_channel),
         qat_finetune=qat_finetune,
         qat_distill=distill,
     )
@@ -67,7 +70,8 @@ def main() -> None:
         )
 
     result = {"task": args.task, "lr": args.learning_rate, "epochs": args.epochs,
-              "weight": args.distill_weight, "T": args.temperature, "seed": args.seed}  # fmt: skip
+              "weight": args.distill_weight, "T": args.temperature, "seed": args.seed,
+              "per_channel": args.per_channel}  # fmt: skip
     result.update(fp32_dev=score(model, dev), fp32_test=score(model, test))
     dynamic = quantize(model, None, QuantConfig(method=DYNAMIC), progress=False)
     result.update(dyn_dev=score(dynamic, dev), dyn_test=score(dynamic, test))
