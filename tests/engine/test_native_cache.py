@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from eightbit.engine.cache import DecoderCache
-from eightbit.engine.native_cache import NativeDecoderCache
+from eightbit.engine.native_cache import NativeDecoderCache, workspace
 from eightbit.kernels import native
 from eightbit.kernels.decode_attention import decode_attention
 
@@ -78,3 +78,11 @@ def test_greedy_rows_keep_their_own_slots():
     gathered.keep(torch.tensor([0, 3]), torch.tensor([0, 3]))
     for _ in range(2):
         _step(ancestry, gathered, g)
+
+
+def test_workspace_is_kept_for_the_next_batch_and_grows_when_needed():
+    first = workspace("test", (3, 5))
+    again = workspace("test", (2, 7))
+    assert again.data_ptr() == first.data_ptr() and again.shape == (2, 7)
+    bigger = workspace("test", (40, 5))
+    assert bigger.shape == (40, 5) and bigger.data_ptr() != first.data_ptr()

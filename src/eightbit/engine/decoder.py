@@ -14,7 +14,7 @@ from torch import Tensor
 
 from eightbit.engine import encoder
 from eightbit.engine.cache import DecoderCache
-from eightbit.engine.native_cache import NativeDecoderCache
+from eightbit.engine.native_cache import NativeDecoderCache, workspace
 from eightbit.engine.plan import DecoderPlan
 
 
@@ -40,8 +40,9 @@ def new_cache(
     rows = batch * beams
     if plan.native_attention:  # -inf: the value HF's boolean masks become for the kernel
         mask.masked_fill_(attention_mask == 0, float("-inf"))
-        self_kv = encoder_states.new_empty((layers, 2, max_steps, rows, heads, head_dim))
-        return NativeDecoderCache(self_kv, kv.contiguous(), mask, beams)
+        self_kv = workspace("self_kv", (layers, 2, max_steps, rows, heads, head_dim))
+        cross_kv = workspace("cross_kv", tuple(kv.shape)).copy_(kv)
+        return NativeDecoderCache(self_kv, cross_kv, mask, beams)
     mask.masked_fill_(attention_mask == 0, torch.finfo(mask.dtype).min)
     self_kv = encoder_states.new_empty((layers, 2, rows, heads, max_steps, head_dim))
     return DecoderCache(self_kv, kv.contiguous(), mask, beams)

@@ -15,10 +15,30 @@ the row's padding mask follow a reorder.
 
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 from torch import Tensor
 
 from eightbit.kernels.decode_attention import decode_attention
+
+_buffers = threading.local()
+
+
+def workspace(name: str, shape: tuple[int, ...]) -> Tensor:
+    """An uninitialized float32 tensor of ``shape`` in this thread's buffer ``name``, kept for the
+    next batch: a large fresh tensor costs a page fault per 4 KiB page on first write (a step's
+    K/V copy into a fresh cache took 6x as long as into a reused one), a kept buffer only when
+    it grows. It grows to the next power of two (length-sorted batches grow a little each
+    time; pages never written cost no memory). One batch at a time per thread: the next call
+    with ``name`` reuses the memory."""
+    size = math.prod(shape)
+    kept = getattr(_buffers, name, None)
+    if kept is None or kept.numel() < size:
+        kept = torch.empty(1 << max(size - 1, 1).bit_length())
+        setattr(_buffers, name, kept)
+    return kept[:size].view(shape)
 
 
 class NativeDecoderCache:
