@@ -6,12 +6,13 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import eightbit
 from eightbit.config import QuantConfig
-from eightbit.engine import build_plan, hf_attention
+from eightbit.engine import build_plan, generate, hf_attention
 from eightbit.kernels import native
 from eightbit.kernels.decode_attention import decode_attention
 from eightbit.models.marian import (
     calibration_batches,
     calibration_run,
+    generate_batch,
     load_marian,
     load_translation_model,
     save_translation_model,
@@ -102,3 +103,19 @@ def test_what_the_kernel_does_not_take_falls_back_to_sdpa(case):
         torch.manual_seed(0)
     expected, _ = sdpa_attention_forward(_Module(), q, k, v, mask, dropout, scaling=0.3)
     assert torch.equal(got, expected)
+
+
+def test_a_model_in_a_process_without_the_registration_still_runs(tiny_model, monkeypatch):
+    """A pickled model keeps ``eightbit_decode`` in its config, not the process's registration."""
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+
+    from tests.engine.conftest import LENGTHS, LIMIT, source_batch
+
+    int8 = static_int8(tiny_model)
+    for interface in (AttentionInterface, AttentionMaskInterface):
+        monkeypatch.delitem(interface._global_mapping, hf_attention.NAME)
+    expected = generate_batch(int8, source_batch(LENGTHS), 2, LIMIT)
+    for interface in (AttentionInterface, AttentionMaskInterface):
+        monkeypatch.delitem(interface._global_mapping, hf_attention.NAME)
+    assert torch.equal(generate(build_plan(int8), source_batch(LENGTHS), 2, LIMIT), expected)

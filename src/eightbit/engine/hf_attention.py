@@ -138,3 +138,12 @@ def enable_for_int8(model: nn.Module) -> bool:
 def is_enabled(model_config: Any) -> bool:
     """Whether a model with this config runs the native decode attention."""
     return getattr(model_config, "_attn_implementation", None) == NAME
+
+
+def ensure_registered(model_config: Any) -> bool:
+    """:func:`is_enabled`, registering ``"eightbit_decode"`` when it is: a model copied into
+    another process (pickled) keeps the setting, but not the registration."""
+    enabled = is_enabled(model_config)
+    if enabled:
+        register()
+    return enabled

@@ -125,6 +125,7 @@ def build_plan(model: Any) -> DecoderPlan:
     """
     _check_supported(model)
     config = model.config
+    native_attention = hf_attention.ensure_registered(config)  # before the encoder looks it up
     decoder = model.get_decoder()
     d_model = config.d_model
     return DecoderPlan(
@@ -142,5 +143,5 @@ def build_plan(model: Any) -> DecoderPlan:
         pad_token=config.pad_token_id,
         suppressed_tokens=_suppressed_tokens(model),
         rows_independent=_rows_independent(model),
-        native_attention=hf_attention.is_enabled(config),
+        native_attention=native_attention,
     )
