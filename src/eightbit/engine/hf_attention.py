@@ -40,10 +40,14 @@ def applies(
         query.shape[2] == 1
         and query.dtype is torch.float32
         and key.dtype is torch.float32
+        and value.dtype is torch.float32
         and query.is_cpu
+        and key.is_cpu
+        and value.is_cpu
         and dropout == 0.0
         and key.shape[0] == query.shape[0]
         and key.shape[1] == query.shape[1]
+        and key.shape[3] == query.shape[3]
         and query.stride(-1) == 1
         and key.stride(-1) == 1
         and value.shape == key.shape
