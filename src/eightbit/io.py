@@ -317,5 +317,8 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     # from saved tensors only (fc1's output qparams are fc2's input qparams), so the result is
     # what convert gives today; chained models are left as they are
     chain_feed_forward(skeleton)
+    from eightbit.engine.hf_attention import enable_for_int8
+
+    enable_for_int8(skeleton)  # as quantize does: native decode attention on the avx2 backend
     skeleton.eval()
     return skeleton

@@ -202,6 +202,7 @@ def convert(model: nn.Module, backend: str | None = None, inplace: bool = False)
 
     _swap_modules(model, make)
     chain_feed_forward(model)  # fc1 -> ReLU -> fc2 in uint8 (no dequantize/quantize between)
+    _decode_attention(model)
     model._eightbit_config = config
     return model
 
@@ -229,8 +230,16 @@ def quantize_dynamic(model: nn.Module, config: QuantConfig, inplace: bool = Fals
         return None
 
     _swap_modules(model, make)
+    _decode_attention(model)
     model._eightbit_config = config
     return model
+
+
+def _decode_attention(model: nn.Module) -> None:
+    """INT8 Marian models on the native backend decode with eightbit's decode attention."""
+    from eightbit.engine.hf_attention import enable_for_int8
+
+    enable_for_int8(model)
 
 
 def quantize(

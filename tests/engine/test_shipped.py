@@ -1,7 +1,8 @@
 """The engine on the shipped model and real test sentences: the same tokens as ``generate``.
 
 FP32: identical tokens, greedy (30 sentences) and beam 4 (20). INT8 (static, calibrated on a
-small sample): the same translations, hence the same BLEU, as the INT8 model under ``generate``.
+small sample): the same translations, hence the same BLEU, as the INT8 model under ``generate``,
+and identical tokens greedy and beam 4 with the native decode attention in both.
 """
 
 from pathlib import Path
@@ -11,8 +12,10 @@ import torch
 
 from eightbit.config import QuantConfig
 from eightbit.data.corpus import load_parallel_corpus
+from eightbit.engine import build_plan, hf_attention
 from eightbit.evaluate.metrics import translation_scores
 from eightbit.evaluate.nmt import sample_calibration_sources
+from eightbit.kernels import native
 from eightbit.models.common import encode_batch
 from eightbit.models.marian import (
     batch_generator,
@@ -41,6 +44,14 @@ def test_pairs():
     return load_parallel_corpus("test")[:SENTENCES]
 
 
+@pytest.fixture(scope="module")
+def shipped_int8(shipped):
+    model, tokenizer = shipped
+    sources = sample_calibration_sources(load_parallel_corpus("train"), 40, 0)
+    calib = calibration_batches(model, tokenizer, sources, progress=False)
+    return quantize(model, calib, QuantConfig(method="minmax"), run=calibration_run, progress=False)
+
+
 def _encoded(tokenizer, sources):
     for start in range(0, len(sources), BATCH):
         batch = encode_batch(tokenizer, sources[start : start + BATCH], 256)
@@ -56,11 +67,25 @@ def test_fp32_tokens_equal_generate(shipped, test_pairs, beam):
         assert torch.equal(engine(batch, beam, limit), generate_batch(model, batch, beam, limit))
 
 
-def test_int8_translations_and_bleu_equal_generate(shipped, test_pairs):
-    model, tokenizer = shipped
-    sources = sample_calibration_sources(load_parallel_corpus("train"), 40, 0)
-    calib = calibration_batches(model, tokenizer, sources, progress=False)
-    int8 = quantize(model, calib, QuantConfig(method="minmax"), run=calibration_run, progress=False)
+@pytest.mark.skipif(not native.is_available(), reason="native kernel unavailable")
+@pytest.mark.parametrize("beam", [1, 4])
+def test_int8_native_decode_attention_tokens_equal_generate(
+    shipped, shipped_int8, test_pairs, beam
+):
+    _, tokenizer = shipped
+    assert shipped_int8.config._attn_implementation == hf_attention.NAME
+    plan = build_plan(shipped_int8)
+    assert plan.native_attention
+    engine = batch_generator(shipped_int8, "eightbit")
+    pairs = test_pairs if beam == 1 else test_pairs[:BEAM_SENTENCES]
+    for batch, limit in _encoded(tokenizer, [s for s, _ in pairs]):
+        expected = generate_batch(shipped_int8, batch, beam, limit)
+        assert torch.equal(engine(batch, beam, limit), expected)
+
+
+def test_int8_translations_and_bleu_equal_generate(shipped, shipped_int8, test_pairs):
+    _, tokenizer = shipped
+    int8 = shipped_int8
     by_engine = {
         engine: translate(
             int8, tokenizer, [s for s, _ in test_pairs], engine=engine, progress=False

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from eightbit.engine import hf_attention
 from eightbit.engine.encoder import EncoderPlan, build_encoder_plan
 from eightbit.engine.fuse import feed_forward, fuse_linears
 from eightbit.errors import EightbitError
@@ -60,6 +61,9 @@ class DecoderPlan:
     # False when a row's result depends on the other rows (per-tensor dynamic INT8 measures one
     # range over the whole batch): then finished sentences stay in the batch, as in `generate`
     rows_independent: bool
+    # the model runs eightbit's decode attention (engine.hf_attention): the engine then calls
+    # the same kernel (engine.native_cache), else SDPA as the model does
+    native_attention: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -121,6 +125,7 @@ def build_plan(model: Any) -> DecoderPlan:
     """
     _check_supported(model)
     config = model.config
+    native_attention = hf_attention.ensure_registered(config)  # before the encoder looks it up
     decoder = model.get_decoder()
     d_model = config.d_model
     return DecoderPlan(
@@ -138,4 +143,5 @@ def build_plan(model: Any) -> DecoderPlan:
         pad_token=config.pad_token_id,
         suppressed_tokens=_suppressed_tokens(model),
         rows_independent=_rows_independent(model),
+        native_attention=native_attention,
     )

@@ -189,6 +189,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_gelu_f32": "pl",
     "eb_attention_f32": "ppllllfpi",
     "eb_add_layernorm": "ppllppfi",
+    "eb_decode_attention": "pllplllplllplpllpllllllfi",
 }
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_int64, "i": ctypes.c_int32, "f": ctypes.c_float}
 
@@ -240,7 +241,9 @@ def _open() -> ctypes.CDLL:
     for name, codes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = [_CTYPES[c] for c in codes]
-        status = name.startswith(("eb_gemm", "eb_linear", "eb_set", "eb_plan", "eb_attention"))
+        status = name.startswith(
+            ("eb_gemm", "eb_linear", "eb_set", "eb_plan", "eb_attention", "eb_decode")
+        )
         fn.restype = ctypes.c_int if status else None
     return lib
 

@@ -146,6 +146,9 @@ def generate_batch(
     ``forced_eos_token_id`` is switched off: forcing EOS at the length limit would hide the
     failure this toolkit must show (a decoder that never emits EOS on its own).
     """
+    from eightbit.engine.hf_attention import ensure_registered
+
+    ensure_registered(model.config)  # e.g. a model unpickled in a fresh process
     with torch.inference_mode():
         return model.generate(
             **batch,
