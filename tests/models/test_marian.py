@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import eightbit
 from eightbit.config import QuantConfig
@@ -96,3 +97,21 @@ def test_translate_packs_by_the_default_budget_of_its_beam(model_dir, monkeypatc
     model, tokenizer = load_marian(model_dir)
     translate(model, tokenizer, [s for s, _ in PAIRS[:2]], beam=beam, progress=False)
     assert seen == [budget]
+
+
+def test_one_tokenizer_pass_gives_each_batch_what_encode_batch_gives(model_dir):
+    from eightbit.models.common import encode_batch
+    from eightbit.models.marian import _encoded_batches
+
+    model, tokenizer = load_marian(model_dir)
+    limit = model.config.max_position_embeddings
+    sources = [s for s, _ in PAIRS[:9]] + [" ".join(s for s, _ in PAIRS) * 3]  # one truncated
+    batches, encoded = _encoded_batches(tokenizer, sources, limit, 64, 3)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(sources)))
+    assert max(e["input_ids"].shape[1] for e in encoded) == limit
+    for batch, got in zip(batches, encoded, strict=True):
+        expected = encode_batch(tokenizer, [sources[i] for i in batch], limit)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert got[key].dtype == expected[key].dtype
+            assert torch.equal(got[key], expected[key]), key

@@ -28,7 +28,12 @@ from eightbit.distributed.ray_pool import (
 from eightbit.distributed.store import ShardStore, work_dir_for
 from eightbit.distributed.worker import ShardResult
 from eightbit.models.common import ModelLoadError
-from eightbit.models.marian import Translation, _batches, aligned_to_lines, translation_text
+from eightbit.models.marian import (
+    Translation,
+    aligned_to_lines,
+    sentence_batches,
+    translation_text,
+)
 from eightbit.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,18 +60,23 @@ class RunStats:
         return self.sentences / self.seconds if self.seconds > 0 else 0.0
 
 
-def _load_tokenizer(model_dir: Path) -> Any:
-    from transformers import MarianTokenizer
+def _load_tokenizer_and_positions(model_dir: Path) -> tuple[Any, int]:
+    """The model's tokenizer and its ``max_position_embeddings`` (from config.json alone)."""
+    from transformers import MarianConfig, MarianTokenizer
 
     try:
-        return MarianTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        tokenizer = MarianTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        config = MarianConfig.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{model_dir}: cannot load the tokenizer ({err})") from None
+        raise ModelLoadError(f"{model_dir}: cannot load the tokenizer or config ({err})") from None
+    return tokenizer, config.max_position_embeddings
 
 
 def _plan(model_dir: Path, sentences: Sequence[str], settings: ShardSettings) -> list[list[int]]:
-    tokenizer = _load_tokenizer(model_dir)
-    batches = _batches(tokenizer, sentences, settings.batch_tokens, settings.max_sentences)
+    tokenizer, max_positions = _load_tokenizer_and_positions(model_dir)
+    batches = sentence_batches(
+        tokenizer, sentences, max_positions, settings.batch_tokens, settings.max_sentences
+    )
     return plan_shards(batches, settings.shard_sentences)
 
 

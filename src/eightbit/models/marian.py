@@ -23,7 +23,6 @@ from eightbit.errors import EightbitError
 from eightbit.models.common import (
     ModelLoadError,
     check_tokenizer_fits,
-    encode_batch,
     load_quantized_with_tokenizer,
     save_with_tokenizer,
 )
@@ -106,11 +105,44 @@ def default_batch_tokens(beam: int) -> int:
     return BATCH_TOKENS if beam == 1 else BEAM_BATCH_TOKENS
 
 
-def _batches(
-    tokenizer: Any, sentences: Sequence[str], batch_tokens: int, max_sentences: int | None
+def _packed_ids(
+    tokenizer: Any,
+    sentences: Sequence[str],
+    max_positions: int,
+    batch_tokens: int,
+    max_sentences: int | None,
+) -> tuple[list[list[int]], list[list[int]]]:
+    ids = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
+    return ids, pack_by_tokens([len(row) for row in ids], batch_tokens, max_sentences)
+
+
+def sentence_batches(
+    tokenizer: Any,
+    sentences: Sequence[str],
+    max_positions: int,
+    batch_tokens: int,
+    max_sentences: int | None,
 ) -> list[list[int]]:
-    lengths = [len(ids) for ids in tokenizer(list(sentences))["input_ids"]]
-    return pack_by_tokens(lengths, batch_tokens, max_sentences)
+    """The length-sorted, token-packed batches (sentence indices) :func:`translate` decodes:
+    lengths are token counts truncated to ``max_positions``, as the model sees them."""
+    return _packed_ids(tokenizer, sentences, max_positions, batch_tokens, max_sentences)[1]
+
+
+def _encoded_batches(
+    tokenizer: Any,
+    sentences: Sequence[str],
+    max_positions: int,
+    batch_tokens: int,
+    max_sentences: int | None,
+) -> tuple[list[list[int]], list[dict[str, Tensor]]]:
+    """:func:`sentence_batches` and their padded model inputs, from one tokenizer pass (as
+    ``encode_batch`` would give each batch)."""
+    ids, batches = _packed_ids(tokenizer, sentences, max_positions, batch_tokens, max_sentences)
+    encoded = [
+        dict(tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt"))
+        for batch in batches
+    ]
+    return batches, encoded
 
 
 ENGINES = ("eightbit", "hf")
@@ -180,9 +212,10 @@ def translate(
     eos = model.config.eos_token_id
     if batch_tokens is None:
         batch_tokens = default_batch_tokens(beam)
-    batches = _batches(tokenizer, sentences, batch_tokens, max_sentences)
     # tokenized here, in one thread: workers only decode
-    encoded = [encode_batch(tokenizer, [sentences[i] for i in b], max_positions) for b in batches]
+    batches, encoded = _encoded_batches(
+        tokenizer, sentences, max_positions, batch_tokens, max_sentences
+    )
 
     def decode(enc: dict[str, Tensor]) -> Tensor:
         limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
@@ -247,16 +280,11 @@ def calibration_batches(
     config = model.config
     batches = []
     generate = batch_generator(model, "eightbit")
+    _, encoded = _encoded_batches(
+        tokenizer, sentences, config.max_position_embeddings, batch_tokens, 64
+    )
     with torch.inference_mode():
-        for index in progress_bar(
-            _batches(tokenizer, sentences, batch_tokens, 64),
-            "decoding calibration set",
-            "batch",
-            progress,
-        ):
-            enc = encode_batch(
-                tokenizer, [sentences[i] for i in index], config.max_position_embeddings
-            )
+        for enc in progress_bar(encoded, "decoding calibration set", "batch", progress):
             limit = max_new_tokens_for(enc["input_ids"].shape[1], config.max_position_embeddings)
             decoded = generate(enc, 1, limit)
             target_mask = _target_mask(decoded, config.eos_token_id)
