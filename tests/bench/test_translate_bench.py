@@ -172,3 +172,15 @@ def test_missing_ctranslate2_is_one_line_error(monkeypatch, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ctranslate2 is not installed" in err
+
+
+def test_loading_a_ct2_translator_leaves_torch_threads_alone(tmp_path):
+    """CTranslate2's constructor sets the calling thread's OpenMP count to intra_threads (1 with
+    2 replicas on 2 threads); left so, every later eightbit run got one worker on one core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        load_translator(convert_checkpoint(SHIPPED, tmp_path / "ct2"), "int8", threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -15,8 +15,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
 from eightbit.data.batching import pack_by_tokens, restore_order
-from eightbit.data.parallel import default_workers
+from eightbit.data.parallel import default_workers, intra_op_threads
 from eightbit.errors import EightbitError
 from eightbit.models.marian import Translation, default_batch_tokens, max_new_tokens_for
 
@@ -95,13 +97,17 @@ def load_translator(
         raise ValueError(f"precision must be one of {', '.join(COMPUTE_TYPES)}, got {precision!r}")
     ctranslate2 = import_ctranslate2()
     replicas = workers or default_workers(threads, threads)
-    return ctranslate2.Translator(
-        str(ct2_dir),
-        device="cpu",
-        compute_type=COMPUTE_TYPES[precision],
-        intra_threads=max(1, threads // replicas),
-        inter_threads=replicas,
-    )
+    # the constructor sets the calling thread's OpenMP thread count to intra_threads, which is
+    # also PyTorch's intra-op count: left at 1, every later eightbit or HF run in this process
+    # would get one worker (one core) by default
+    with intra_op_threads(torch.get_num_threads()):
+        return ctranslate2.Translator(
+            str(ct2_dir),
+            device="cpu",
+            compute_type=COMPUTE_TYPES[precision],
+            intra_threads=max(1, threads // replicas),
+            inter_threads=replicas,
+        )
 
 
 def ct2_translate(
