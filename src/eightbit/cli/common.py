@@ -167,3 +167,14 @@ def config_from_args(config_class: Any, args: argparse.Namespace) -> Any:
     }
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return config_class(**values)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (a one-line usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

@@ -5,17 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from eightbit.cli.common import positive_int
 from eightbit.models.marian import ENGINES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -28,20 +19,20 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--batch-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="token budget per batch (sentences x longest length; default 4096 greedy, "
         "2048 with beam search)",
     )
     p.add_argument(
         "--max-sentences",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="sentences per batch at most (default 64)",
     )
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="parallel decoding workers: threads sharing the cores (default one per core, one "
         "thread each), or with --ray "
