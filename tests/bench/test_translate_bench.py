@@ -110,6 +110,7 @@ def test_report_schema_and_markdown():
         base_arch=TINY,
         base_vocab=TINY_VOCAB,
         beams=(2,),
+        repeats=2,
         progress=False,
     )
     report = run_translate_benchmark(config)
@@ -121,6 +122,9 @@ def test_report_schema_and_markdown():
     assert seen == everything
     for row in report["results"]:
         assert set(row) >= ROW_FIELDS and row["tokens_per_s"] > 0
+        assert len(row["runs_seconds"]) == 2 and row["seconds"] == pytest.approx(
+            sum(row["runs_seconds"]) / 2, abs=1e-3
+        )  # the median of two runs
         if row["model"] == "shipped":
             assert row["sentences"] == 3 and 0 <= row["bleu"] <= 100
         else:
@@ -184,3 +188,10 @@ def test_loading_a_ct2_translator_leaves_torch_threads_alone(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_repeats_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quiet", "bench", "translate", "--repeats", "0"])
+    assert exit_info.value.code == 2
+    assert "--repeats: expected a positive integer" in capsys.readouterr().err

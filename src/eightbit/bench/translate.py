@@ -5,8 +5,10 @@ Engines and precisions: Hugging Face ``generate`` on the FP32 model and on eight
 CTranslate2 (FP32, INT8, converted from the same checkpoint; :mod:`eightbit.bench.ct2_peer`).
 
 ``tokens_per_s``: generated target tokens (the start token excluded, EOS included) per wall
-second over the whole workload, tokenization and detokenization included; one warm-up call on a
-few sentences first. The count is engine-neutral, computed from each output: a sentence that hit
+second over the whole workload, tokenization and detokenization included, at the median of
+``repeats`` timed runs; the runs go round every engine in turn (so a slow spell of a shared
+machine hits all of them, not one), after one warm-up call per engine on a few sentences.
+The count is engine-neutral, computed from each output: a sentence that hit
 the length limit generated exactly the limit; any other generated its text's tokens plus EOS
 (its text re-encoded, so identical outputs count identically whatever the engine).
 """
@@ -14,6 +16,7 @@ the length limit generated exactly the limit; any other generated its text's tok
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -68,6 +71,7 @@ class TranslateBenchConfig:
     base_sentences: int = 32
     base_source_tokens: int = 20
     calibration_size: int = 600
+    repeats: int = 3  # timed runs per engine, interleaved; rows report the median
     backend: str = "auto"
     progress: bool = True
     base_arch: MarianArchitecture = field(default=TRANSFORMER_BASE)
@@ -137,28 +141,42 @@ def _ct2_runner(translator: Any, tokenizer: Any, beam: int, max_positions: int) 
     )
 
 
-def _measure(
-    workload: Workload, engines: _Engines, key: tuple[str, str, int], size: int | None
-) -> tuple[dict[str, Any], list[Translation]]:
-    """Time one engine on the first ``size`` sentences of the workload (``None``: all); the
-    result row and the translations."""
-    engine, precision, beam = key
+def _time_run(
+    workload: Workload, engines: _Engines, key: tuple[str, str, int], size: int | None, warm: bool
+) -> tuple[float, list[Translation]]:
+    """Seconds of one engine on the first ``size`` sentences (``None``: all) and its output,
+    after a warm-up call when ``warm`` is false."""
     runner = engines.runners[key]
     sentences = workload.sentences[:size]
-    runner(sentences[:WARMUP_SENTENCES])
+    if not warm:
+        runner(sentences[:WARMUP_SENTENCES])
     start = time.perf_counter()
     outputs = runner(sentences)
-    seconds = time.perf_counter() - start
-    tokens = generated_tokens(engines.tokenizer, sentences, outputs, engines.max_positions)
+    return time.perf_counter() - start, outputs
+
+
+def _row(
+    workload: Workload,
+    engines: _Engines,
+    key: tuple[str, str, int],
+    outputs: list[Translation],
+    runs: list[float],
+) -> dict[str, Any]:
+    """The result row of one engine: speed at the median of its timed ``runs``, quality."""
+    engine, precision, beam = key
+    sentences = workload.sentences[: len(outputs)]
+    tokens = sum(generated_tokens(engines.tokenizer, sentences, outputs, engines.max_positions))
+    seconds = statistics.median(runs)
     row: dict[str, Any] = {
         "model": workload.name,
         "engine": engine,
         "precision": precision,
         "beam": beam,
         "sentences": len(outputs),
-        "tokens": sum(tokens),
+        "tokens": tokens,
         "seconds": round(seconds, 3),
-        "tokens_per_s": round(sum(tokens) / seconds, 1),
+        "runs_seconds": [round(r, 3) for r in runs],
+        "tokens_per_s": round(tokens / seconds, 1),
         "sentences_per_s": round(len(outputs) / seconds, 2),
     }
     if workload.references is not None:
@@ -166,7 +184,7 @@ def _measure(
         row.update(bleu=scores.bleu, chrf=scores.chrf, eos_failure_rate=scores.eos_failure_rate)
     if workload.forced_tokens is not None:
         row["at_forced_length"] = all(o.hit_length_limit for o in outputs)
-    return row, outputs
+    return row
 
 
 def _scores(outputs: Sequence[Translation], references: Sequence[str]) -> Any:
@@ -210,6 +228,8 @@ def _workload(name: str, config: TranslateBenchConfig, tmp: Path) -> Workload:
 
 def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
     """Measure every engine, precision and beam on every model; returns the JSON-ready report."""
+    if config.repeats < 1:
+        raise EightbitError(f"repeats must be at least 1, got {config.repeats}")
     unknown = sorted(set(config.engines) - set(ENGINES))
     if unknown:
         raise EightbitError(f"unknown engine {unknown[0]!r}; expected one of {', '.join(ENGINES)}")
@@ -227,10 +247,14 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
                 "int8": workload.int8_method,
                 "forced_tokens": workload.forced_tokens,
             }
-            rows, outputs = {}, {}
-            for key in progress_bar(list(engines.runners), f"bench {name}", "run", config.progress):
+            runs: dict[tuple[str, str, int], list[float]] = {key: [] for key in engines.runners}
+            outputs: dict[tuple[str, str, int], list[Translation]] = {}
+            turns = [(repeat, key) for repeat in range(config.repeats) for key in runs]
+            for repeat, key in progress_bar(turns, f"bench {name}", "run", config.progress):
                 size = config.hf_test_size if key[0] == "hf" and name == "shipped" else None
-                rows[key], outputs[key] = _measure(workload, engines, key, size)
+                seconds, outputs[key] = _time_run(workload, engines, key, size, warm=repeat > 0)
+                runs[key].append(seconds)
+            rows = {key: _row(workload, engines, key, outputs[key], runs[key]) for key in runs}
             for (engine, precision, beam), row in rows.items():
                 hf = outputs.get(("hf", precision, beam))
                 if engine == "eightbit" and hf is not None:

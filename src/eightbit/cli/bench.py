@@ -9,6 +9,7 @@ from eightbit.cli.common import (
     _add_common_model_options,
     _check_output_file,
     _write_outputs,
+    positive_int,
 )
 
 
@@ -80,6 +81,7 @@ def _bench_translate(args: argparse.Namespace) -> int:
         base_sentences=args.base_sentences,
         base_source_tokens=args.base_source_tokens,
         calibration_size=args.calibration_size,
+        repeats=args.repeats,
         backend=args.backend,
         progress=not args.quiet,
     )
@@ -192,6 +194,12 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--calibration-size", type=int, default=600, help="shipped INT8: calibration sentences"
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=3,
+        help="timed runs per engine, taken in turns; rows report the median (default 3)",
     )
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_translate)
