@@ -95,4 +95,7 @@ def step(plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Te
         x = layer.cross_norm(x + layer.cross_out(attended))
         x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
-    return plan.lm_head(x).add_(plan.logits_bias)  # a fresh tensor: no second (rows, vocab)
+    logits = plan.lm_head(x)
+    if plan.logits_bias is not None:
+        logits.add_(plan.logits_bias)  # in place, a fresh tensor: no second (rows, vocab)
+    return logits

@@ -51,7 +51,11 @@ class DecoderPlan:
     positions: Tensor  # (max_positions, d) sinusoidal table
     layers: tuple[DecoderLayerPlan, ...]
     lm_head: nn.Module
-    logits_bias: Tensor  # (vocab,)
+    # (vocab,) final_logits_bias, or None when it is all zeros (Marian's is a zero buffer unless
+    # converted from a model that had one): adding +0.0 changes no logit's value (-0.0 becomes
+    # +0.0, which argmax, log-softmax and topk do not tell apart), so that pass is skipped
+    logits_bias: Tensor | None
+    vocab_size: int
     heads: int
     d_model: int
     start_token: int
@@ -118,6 +122,11 @@ def _layer_plan(layer: nn.Module) -> DecoderLayerPlan:
     )
 
 
+def _logits_bias(model: nn.Module) -> Tensor | None:
+    bias = model.final_logits_bias.detach().reshape(-1).float()
+    return None if not bool(bias.any()) else bias
+
+
 def build_plan(model: Any) -> DecoderPlan:
     """The decoder plan of a ``MarianMTModel`` (FP32 or eightbit INT8).
 
@@ -135,7 +144,8 @@ def build_plan(model: Any) -> DecoderPlan:
         positions=decoder.embed_positions.weight.detach(),
         layers=tuple(_layer_plan(layer) for layer in decoder.layers),  # copies weights
         lm_head=model.lm_head,
-        logits_bias=model.final_logits_bias.detach().reshape(-1).float(),
+        logits_bias=_logits_bias(model),
+        vocab_size=model.final_logits_bias.numel(),
         heads=config.decoder_attention_heads,
         d_model=d_model,
         start_token=config.decoder_start_token_id,

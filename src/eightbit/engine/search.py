@@ -170,7 +170,7 @@ def beam_search(
     state = _initial_beams(plan, batch, beams, max_new_tokens)
     cache = decoder.new_cache(plan, encoder_states, attention_mask, max_new_tokens, beams)
     suppress = _suppressor(plan)
-    log_probs = torch.empty(batch * beams, len(plan.logits_bias))  # one buffer for every step
+    log_probs = torch.empty(batch * beams, plan.vocab_size)  # one buffer for every step
     for step in range(1, max_new_tokens + 1):
         tokens = state.running_seq[:, :, step - 1].reshape(-1)  # (items * beams,)
         logits = decoder.step(plan, cache, tokens)
