@@ -264,6 +264,7 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
     return {
         "benchmark": "translate",
         "threads": config.threads,
+        "repeats": config.repeats,
         "machine": machine_info("transformers", "ctranslate2"),
         "models": models,
         "results": results,

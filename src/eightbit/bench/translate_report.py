@@ -88,7 +88,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Translation benchmark: {report['threads']} threads in total, torch {machine['torch']}, "
         f"ctranslate2 {machine.get('ctranslate2', '-')}. tokens/s: generated target tokens "
-        "(EOS included) per wall second, tokenization included; higher is better. "
+        "(EOS included) per wall second, tokenization included, median of "
+        f"{report.get('repeats', 1)} runs taken in turns; higher is better. "
         "`hf` INT8 is eightbit's INT8 model under Hugging Face `generate`.",
         "",
     ]
