@@ -9,7 +9,7 @@
  *
  * Per (sequence, head) task: K transposed once into a (hd, seq) scratch panel, then blocks of 4
  * query rows: scores by a 4 x 64 register tile (16 zmm, one broadcast of q and 4 key loads per
- * 16 FMA), row max, exp (eb_expf16, eightbit.h), sum, then 4 rows x hd of P V with one
+ * 16 FMA), row max, exp (eb_expf16_z, eightbit.h), sum, then 4 rows x hd of P V with one
  * broadcast of p and hd / 16 value loads per row, divided by the sums at the end (a true
  * division). Not the operation order of torch's SDPA kernels, so results differ from them in the
  * last bits (tested: within 1e-5). Rows whose keys are all masked give NaN, as the exact math. */
@@ -137,7 +137,7 @@ EB_AVX512 static void attention_task(void *ctx, int64_t t) {
             __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
             __m512 sum = _mm512_setzero_ps();
             for (int64_t j = 0; j < seqp; j += 16) {
-                __m512 e = eb_expf16(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
+                __m512 e = eb_expf16_z(_mm512_sub_ps(_mm512_loadu_ps(s + j), m));
                 _mm512_storeu_ps(s + j, e);
                 sum = _mm512_add_ps(sum, e);
             }

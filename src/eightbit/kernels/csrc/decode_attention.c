@@ -118,20 +118,6 @@ EB_AVX512 static inline __m256 dot8_512(const float *q, const float *kh, const i
     return tree8x8(a);
 }
 
-/* eb_expf8 / eb_expf16 of d, bit for bit, without their slow path: below EB_EXP_LO (masked and
- * padding keys, -inf) they compute 2^-150-sized products that underflow (a microcode assist
- * costing ~100 cycles on x86) before zeroing the lane; here those lanes compute exp(0) instead
- * and are zeroed after. */
-static inline __m256 exp8_nonneg(__m256 d) {
-    __m256 below = _mm256_cmp_ps(d, _mm256_set1_ps(EB_EXP_LO), _CMP_LT_OQ);
-    return _mm256_andnot_ps(below, eb_expf8(_mm256_andnot_ps(below, d)));
-}
-
-EB_AVX512 static inline __m512 exp16_nonneg(__m512 d) {
-    __mmask16 keep = _mm512_cmp_ps_mask(d, _mm512_set1_ps(EB_EXP_LO), _CMP_NLT_UQ);
-    return _mm512_maskz_mov_ps(keep, eb_expf16(_mm512_maskz_mov_ps(keep, d)));
-}
-
 /* scores -> exps in place; returns their sum (8-lane partial sums, then the tree). sc holds tp
  * (a multiple of 16) entries, -inf past the last key. */
 static float softmax_exps(float *sc, int64_t tp) {
@@ -143,7 +129,7 @@ static float softmax_exps(float *sc, int64_t tp) {
     __m256 m = _mm256_set1_ps(_mm_cvtss_f32(m4));
     __m256 sum = _mm256_setzero_ps();
     for (int64_t j = 0; j < tp; j += 8) {
-        __m256 e = exp8_nonneg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), m));
+        __m256 e = eb_expf8_z(_mm256_sub_ps(_mm256_loadu_ps(sc + j), m));
         _mm256_storeu_ps(sc + j, e);
         sum = _mm256_add_ps(sum, e);
     }
@@ -155,7 +141,7 @@ EB_AVX512 static float softmax_exps_512(float *sc, int64_t tp) {
     for (int64_t j = 0; j < tp; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(sc + j));
     __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
     for (int64_t j = 0; j < tp; j += 16)
-        _mm512_storeu_ps(sc + j, exp16_nonneg(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)));
+        _mm512_storeu_ps(sc + j, eb_expf16_z(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)));
     __m256 sum = _mm256_setzero_ps();
     for (int64_t j = 0; j < tp; j += 8) sum = _mm256_add_ps(sum, _mm256_loadu_ps(sc + j));
     return tree8(sum);

@@ -132,6 +132,20 @@ EB_AVX512 static inline __m512 eb_expf16(__m512 d) {
     return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q), d);
 }
 
+/* eb_expf8 / eb_expf16, bit for bit, without their slow path for inputs below EB_EXP_LO (masked
+ * and padding attention keys, -inf): there the clamped computation ends in 2^-150-sized
+ * products that underflow (a microcode assist on many x86 CPUs) before the lane is zeroed;
+ * here such lanes compute exp(0) and are zeroed after. */
+static inline __m256 eb_expf8_z(__m256 d) {
+    __m256 below = _mm256_cmp_ps(d, _mm256_set1_ps(EB_EXP_LO), _CMP_LT_OQ);
+    return _mm256_andnot_ps(below, eb_expf8(_mm256_andnot_ps(below, d)));
+}
+
+EB_AVX512 static inline __m512 eb_expf16_z(__m512 d) {
+    __mmask16 keep = _mm512_cmp_ps_mask(d, _mm512_set1_ps(EB_EXP_LO), _CMP_NLT_UQ);
+    return _mm512_maskz_mov_ps(keep, eb_expf16(_mm512_maskz_mov_ps(keep, d)));
+}
+
 /* gelu.c: eightbit's exact-erf GELU of 8 floats (base.gelu in torch operations, bit for bit) */
 __m256 eb_gelu8(__m256 x);
 void eb_gelu_f32(float *x, int64_t count); /* in place, exported */
