@@ -96,3 +96,14 @@ def test_static_relu_feed_forward_runs_in_uint8(tiny_relu_model):
         assert torch.equal(got, generate_batch(model, batch, beam, LIMIT))
         kernel.linear_fp32 = None
         calls.update(quantize=0, **{"uint8 in": 0})
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_plan_built_under_inference_mode_decodes_the_same(models, beam):
+    """Fused layers made under inference_mode hold inference tensors (no version counter)."""
+    model = models[2.0]
+    batch = source_batch(LENGTHS)
+    expected = generate(build_plan(model), batch, beam, LIMIT)
+    with torch.inference_mode():
+        plan = build_plan(model)
+    assert torch.equal(generate(plan, batch, beam, LIMIT), expected)

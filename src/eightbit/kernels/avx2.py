@@ -28,7 +28,9 @@ register_availability("avx2", native.is_available)
 class _QParamsNumbers:
     """(scale, zero point, qmin, qmax) of uint8 qparams as Python numbers, checked; cached for
     the last qparams object (a module passes the same one every call, and reading 0-d tensors
-    into Python costs about a microsecond each), refreshed if its tensors were changed in place."""
+    into Python costs about a microsecond each), refreshed if its tensors were changed in place.
+    Inference tensors (made under ``torch.inference_mode``) keep no version counter, so their
+    numbers are read on every call instead."""
 
     def __init__(self) -> None:
         self.key: tuple[int, int, int] | None = None
@@ -36,6 +38,9 @@ class _QParamsNumbers:
         self._numbers: tuple[float, int, int, int] = (1.0, 0, 0, 255)
 
     def __call__(self, qp: QParams) -> tuple[float, int, int, int]:
+        if qp.scale.is_inference() or qp.zero_point.is_inference():
+            check_input_qparams(qp)
+            return (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
         key = (id(qp), qp.scale._version, qp.zero_point._version)
         if key != self.key:
             check_input_qparams(qp)
