@@ -17,10 +17,15 @@ from typing import Any
 
 import torch
 
-from eightbit.data.batching import pack_by_tokens, restore_order
+from eightbit.data.batching import restore_order
 from eightbit.data.parallel import default_workers, intra_op_threads
 from eightbit.errors import EightbitError
-from eightbit.models.marian import Translation, default_batch_tokens, max_new_tokens_for
+from eightbit.models.marian import (
+    Translation,
+    default_batch_tokens,
+    max_new_tokens_for,
+    tokenized_batches,
+)
 
 COMPUTE_TYPES = {"fp32": "float32", "int8": "int8"}
 
@@ -125,9 +130,10 @@ def ct2_translate(
     Every batch is submitted at once (``asynchronous``), so the translator's replicas decode
     batches side by side, as the eightbit engine's workers do."""
     eos = tokenizer.eos_token
-    encoded = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
-    budget = batch_tokens or default_batch_tokens(beam)  # the batches translate() makes
-    batches = pack_by_tokens([len(ids) for ids in encoded], budget, max_sentences)
+    budget = batch_tokens or default_batch_tokens(beam)
+    encoded, batches = tokenized_batches(  # the batches translate() makes
+        tokenizer, sentences, max_positions, budget, max_sentences
+    )
     pending = []
     for batch in batches:
         source = [tokenizer.convert_ids_to_tokens(encoded[i]) for i in batch]

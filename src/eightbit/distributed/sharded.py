@@ -31,7 +31,7 @@ from eightbit.models.common import ModelLoadError
 from eightbit.models.marian import (
     Translation,
     aligned_to_lines,
-    sentence_batches,
+    tokenized_batches,
     translation_text,
 )
 from eightbit.progress import progress as progress_bar
@@ -74,7 +74,7 @@ def _load_tokenizer_and_positions(model_dir: Path) -> tuple[Any, int]:
 
 def _plan(model_dir: Path, sentences: Sequence[str], settings: ShardSettings) -> list[list[int]]:
     tokenizer, max_positions = _load_tokenizer_and_positions(model_dir)
-    batches = sentence_batches(
+    _, batches = tokenized_batches(
         tokenizer, sentences, max_positions, settings.batch_tokens, settings.max_sentences
     )
     return plan_shards(batches, settings.shard_sentences)

@@ -105,27 +105,17 @@ def default_batch_tokens(beam: int) -> int:
     return BATCH_TOKENS if beam == 1 else BEAM_BATCH_TOKENS
 
 
-def _packed_ids(
+def tokenized_batches(
     tokenizer: Any,
     sentences: Sequence[str],
     max_positions: int,
     batch_tokens: int,
     max_sentences: int | None,
 ) -> tuple[list[list[int]], list[list[int]]]:
+    """Every sentence's token ids (truncated to ``max_positions``, as the model sees them) and
+    the length-sorted, token-packed batches of sentence indices :func:`translate` decodes."""
     ids = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
     return ids, pack_by_tokens([len(row) for row in ids], batch_tokens, max_sentences)
-
-
-def sentence_batches(
-    tokenizer: Any,
-    sentences: Sequence[str],
-    max_positions: int,
-    batch_tokens: int,
-    max_sentences: int | None,
-) -> list[list[int]]:
-    """The length-sorted, token-packed batches (sentence indices) :func:`translate` decodes:
-    lengths are token counts truncated to ``max_positions``, as the model sees them."""
-    return _packed_ids(tokenizer, sentences, max_positions, batch_tokens, max_sentences)[1]
 
 
 def _encoded_batches(
@@ -135,9 +125,11 @@ def _encoded_batches(
     batch_tokens: int,
     max_sentences: int | None,
 ) -> tuple[list[list[int]], list[dict[str, Tensor]]]:
-    """:func:`sentence_batches` and their padded model inputs, from one tokenizer pass (as
+    """:func:`tokenized_batches` and their padded model inputs, from one tokenizer pass (as
     ``encode_batch`` would give each batch)."""
-    ids, batches = _packed_ids(tokenizer, sentences, max_positions, batch_tokens, max_sentences)
+    ids, batches = tokenized_batches(
+        tokenizer, sentences, max_positions, batch_tokens, max_sentences
+    )
     encoded = [
         dict(tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt"))
         for batch in batches
