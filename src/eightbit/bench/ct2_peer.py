@@ -21,6 +21,7 @@ from eightbit.data.batching import restore_order
 from eightbit.data.parallel import default_workers, intra_op_threads
 from eightbit.errors import EightbitError
 from eightbit.models.marian import (
+    MAX_SENTENCES,
     Translation,
     default_batch_tokens,
     max_new_tokens_for,
@@ -123,7 +124,7 @@ def ct2_translate(
     beam: int,
     max_positions: int,
     batch_tokens: int | None = None,
-    max_sentences: int | None = 64,
+    max_sentences: int | None = MAX_SENTENCES,
 ) -> list[Translation]:
     """Translate with CTranslate2; ``hit_length_limit`` means no end-of-sentence was produced.
 

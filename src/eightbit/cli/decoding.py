@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from eightbit.cli.common import positive_int
-from eightbit.models.marian import ENGINES
+from eightbit.models.marian import BATCH_TOKENS, BEAM_BATCH_TOKENS, ENGINES, MAX_SENTENCES
 
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -21,14 +21,14 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         "--batch-tokens",
         type=positive_int,
         default=None,
-        help="token budget per batch (sentences x longest length; default 4096 greedy, "
-        "2048 with beam search)",
+        help="token budget per batch (sentences x longest length; default "
+        f"{BATCH_TOKENS} greedy, {BEAM_BATCH_TOKENS} with beam search)",
     )
     p.add_argument(
         "--max-sentences",
         type=positive_int,
-        default=64,
-        help="sentences per batch at most (default 64)",
+        default=MAX_SENTENCES,
+        help=f"sentences per batch at most (default {MAX_SENTENCES})",
     )
     p.add_argument(
         "--workers",

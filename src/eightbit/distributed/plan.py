@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eightbit.models.common import ModelLoadError
-from eightbit.models.marian import default_batch_tokens
+from eightbit.models.marian import MAX_SENTENCES, default_batch_tokens
 
 FORMAT_VERSION = 1  # bump when the shard files or the key change meaning
 
@@ -29,7 +29,7 @@ class ShardSettings:
 
     beam: int = 1
     batch_tokens: int | None = None
-    max_sentences: int | None = 64
+    max_sentences: int | None = MAX_SENTENCES
     shard_sentences: int = 256  # a shard closes at the first batch boundary past this many
     engine: str = "eightbit"  # decoding engine of every shard (see models.marian.ENGINES)
 

@@ -23,6 +23,7 @@ from eightbit.evaluate.metrics import translation_scores
 from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
 from eightbit.models.marian import (
+    MAX_SENTENCES,
     calibration_batches,
     calibration_run,
     load_marian,
@@ -51,7 +52,7 @@ class NmtEvalConfig:
     outlier_scale: float | None = None  # plant outliers first: models.outliers
     engine: str = "eightbit"
     batch_tokens: int | None = None  # default_batch_tokens(beam)
-    max_sentences: int = 64
+    max_sentences: int = MAX_SENTENCES
     workers: int | None = None  # one per intra-op thread
     progress: bool = True
 

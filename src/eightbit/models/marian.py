@@ -97,6 +97,7 @@ def max_new_tokens_for(source_length: int, max_positions: int) -> int:
 
 BATCH_TOKENS = 4096  # greedy
 BEAM_BATCH_TOKENS = 2048  # beam search: each sentence is `beam` decoder rows (measured, beam 4)
+MAX_SENTENCES = 64  # per batch, whatever the beam (measured with the budgets above)
 
 
 def default_batch_tokens(beam: int) -> int:
@@ -191,7 +192,7 @@ def translate(
     *,
     beam: int = 1,
     batch_tokens: int | None = None,
-    max_sentences: int | None = 64,
+    max_sentences: int | None = MAX_SENTENCES,
     engine: str = "eightbit",
     workers: int | None = None,
     progress: bool = True,
