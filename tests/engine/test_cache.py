@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 
 from eightbit.engine.cache import DecoderCache
-from eightbit.engine.decoder import cross_attention
 
 LAYERS, HEADS, HEAD_DIM, STEPS, SOURCE = 2, 4, 8, 6, 5
 
@@ -64,7 +63,7 @@ def test_cross_attention_equals_one_query_per_row_over_repeated_keys():
         expected = F.scaled_dot_product_attention(
             q[:, :, None], keys, values, attn_mask=mask, scale=HEAD_DIM**-0.5
         )
-        got = cross_attention(q, cache, layer)
+        got = cache.cross_attention(layer, q)
         assert torch.equal(got, expected.reshape(sentences * beams, HEADS * HEAD_DIM))
 
 

@@ -1,4 +1,5 @@
-"""Decoder state for one batch: a preallocated self-attention KV cache and cross-attention K/V.
+"""Decoder state for one batch, attended with SDPA: a preallocated self-attention KV cache and
+cross-attention K/V.
 
 The self-attention cache holds every layer's keys and values in one buffer, so a step writes
 one time slice in place (no ``torch.cat`` per step). A beam reorder, or the removal of finished
@@ -12,8 +13,8 @@ block instead of a prefix of a ``max_steps`` stride (cheaper SDPA on the same va
 pages touched by the gather). Greedy search never reorders and keeps the full-length layout.
 
 Cross-attention keys/values are computed once per batch from the encoder states and stored once
-per sentence, not once per beam (:func:`eightbit.engine.decoder.cross_attention` lets the beams
-share them without a copy).
+per sentence, not once per beam (:meth:`DecoderCache.cross_attention` lets the beams share
+them without a copy).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -102,6 +104,37 @@ class DecoderCache:
         slot = self._self.data[layer].narrow(-2, 0, self.length + 1)
         slot.select(-2, self.length).copy_(kv)
         return slot[0], slot[1]
+
+    def self_attention(self, layer: int, qkv: Tensor) -> Tensor:
+        """Store this step's keys and values of ``qkv`` (rows, 3, heads, head_dim) for
+        ``layer`` and attend over every step so far with SDPA; returns (rows, heads * hd)."""
+        rows, _, heads, head_dim = qkv.shape
+        keys, values = self.write(layer, qkv[:, 1:].transpose(0, 1))  # (rows, H, t, hd) each
+        q = qkv[:, 0].unsqueeze(2)  # (rows, H, 1, hd)
+        attended = F.scaled_dot_product_attention(q, keys, values, scale=head_dim**-0.5)
+        return attended.view(rows, heads * head_dim)
+
+    def cross_attention(self, layer: int, q: Tensor) -> Tensor:
+        """Cross-attention of ``q`` (rows, H, hd) -> (rows, H * hd) over K/V stored once per
+        sentence.
+
+        Every row stays a query of its own over its sentence's keys (so the arithmetic is that
+        of ``generate``, which repeats the keys per beam; beams querying together as one batch
+        would change the low bits). The batch dimension is the beam and the "heads" are
+        (sentence, head) pairs, so every beam reads the same keys through a stride-0 view
+        instead of a copy.
+        """
+        rows, heads, head_dim = q.shape
+        beams, pairs = self.beams, rows // self.beams * heads
+        keys, values = self.cross(layer)  # (sentences, H, S, hd)
+        source_len = keys.shape[2]
+        keys = keys.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
+        values = values.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
+        q = q.view(-1, beams, heads, head_dim).transpose(0, 1).reshape(beams, pairs, 1, head_dim)
+        attended = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=self.cross_mask, scale=head_dim**-0.5
+        )  # (beams, sentences * H, 1, hd)
+        return attended.view(beams, -1, heads * head_dim).transpose(0, 1).reshape(rows, -1)
 
     def cross(self, layer: int) -> tuple[Tensor, Tensor]:
         """Cross-attention keys and values of ``layer``, (sentences, heads, source_len, hd)."""

@@ -9,7 +9,6 @@ the kernel ``generate`` then runs too), and returns next-token logits.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from eightbit.engine import encoder
@@ -48,36 +47,6 @@ def new_cache(
     return DecoderCache(self_kv, kv.contiguous(), mask, beams)
 
 
-def cross_attention(q: Tensor, cache: DecoderCache, layer: int) -> Tensor:
-    """Cross-attention (rows, H, hd) -> (rows, H * hd) over K/V stored once per sentence.
-
-    Every row stays a query of its own over its sentence's keys (so the arithmetic is that of
-    ``generate``, which repeats the keys per beam; beams querying together as one batch would
-    change the low bits). The batch dimension is the beam and the "heads" are (sentence, head)
-    pairs, so every beam reads the same keys through a stride-0 view instead of a copy.
-    """
-    rows, heads, head_dim = q.shape
-    beams, pairs = cache.beams, rows // cache.beams * heads
-    keys, values = cache.cross(layer)  # (sentences, H, S, hd)
-    source_len = keys.shape[2]
-    keys = keys.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
-    values = values.reshape(1, pairs, source_len, head_dim).expand(beams, -1, -1, -1)
-    q = q.view(-1, beams, heads, head_dim).transpose(0, 1).reshape(beams, pairs, 1, head_dim)
-    attended = F.scaled_dot_product_attention(
-        q, keys, values, attn_mask=cache.cross_mask, scale=head_dim**-0.5
-    )  # (beams, sentences * H, 1, hd)
-    return attended.view(beams, -1, heads * head_dim).transpose(0, 1).reshape(rows, -1)
-
-
-def _self_attention(cache: DecoderCache, layer: int, qkv: Tensor) -> Tensor:
-    """SDPA over the cache after storing this step's keys and values: (rows, H * hd)."""
-    rows, _, heads, head_dim = qkv.shape
-    keys, values = cache.write(layer, qkv[:, 1:].transpose(0, 1))  # (rows, H, t, hd) each
-    q = qkv[:, 0].unsqueeze(2)  # (rows, H, 1, hd)
-    attended = F.scaled_dot_product_attention(q, keys, values, scale=head_dim**-0.5)
-    return attended.view(rows, heads * head_dim)
-
-
 def step(plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Tensor) -> Tensor:
     """Logits (rows, vocab) for the next token after ``tokens`` (rows,); advances ``cache``."""
     rows = tokens.shape[0]
@@ -85,13 +54,8 @@ def step(plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Te
     x = plan.embed_tokens(tokens) * plan.embed_scale + plan.positions[cache.length]  # (rows, d)
     for index, layer in enumerate(plan.layers):
         qkv = layer.self_qkv(x).view(rows, 3, heads, head_dim)
-        q_cross = layer.cross_q
-        if isinstance(cache, NativeDecoderCache):
-            x = layer.self_norm(x + layer.self_out(cache.self_attention(index, qkv)))
-            attended = cache.cross_attention(index, q_cross(x).view(rows, heads, head_dim))
-        else:
-            x = layer.self_norm(x + layer.self_out(_self_attention(cache, index, qkv)))
-            attended = cross_attention(q_cross(x).view(rows, heads, head_dim), cache, index)
+        x = layer.self_norm(x + layer.self_out(cache.self_attention(index, qkv)))
+        attended = cache.cross_attention(index, layer.cross_q(x).view(rows, heads, head_dim))
         x = layer.cross_norm(x + layer.cross_out(attended))
         x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
