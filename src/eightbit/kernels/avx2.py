@@ -39,14 +39,17 @@ class _QParamsNumbers:
 
     def __call__(self, qp: QParams) -> tuple[float, int, int, int]:
         if qp.scale.is_inference() or qp.zero_point.is_inference():
-            check_input_qparams(qp)
-            return (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            return self._read(qp)
         key = (id(qp), qp.scale._version, qp.zero_point._version)
         if key != self.key:
-            check_input_qparams(qp)
-            self._numbers = (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            self._numbers = self._read(qp)
             self.key, self._qp = key, qp
         return self._numbers
+
+    @staticmethod
+    def _read(qp: QParams) -> tuple[float, int, int, int]:
+        check_input_qparams(qp)
+        return (float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
 
 
 def _fused_input(qmin: int, qmax: int) -> bool:
