@@ -25,7 +25,8 @@ def test_report_has_the_documented_fields():
         assert set(row) >= FIELDS
         assert all(row[f] > 0 for f in FIELDS - {"mode"})
     assert "| M |" in to_markdown(report)
-    assert report["machine"]["int8_kernels"] in {"avx2", "avx512-vnni", report["backend"]}
+    kernel_sets = {"avx2", "avx512-vnni", "amx-int8", report["backend"]}
+    assert report["machine"]["int8_kernels"] in kernel_sets
 
 
 def test_cli_writes_json_and_markdown(tmp_path, capsys):

@@ -20,7 +20,7 @@ from eightbit.kernels import native
 
 pytestmark = [
     pytest.mark.skipif(not native.is_available(), reason="native kernel unavailable"),
-    pytest.mark.usefixtures("isa"),  # every test on the AVX2 and (where present) VNNI kernels
+    pytest.mark.usefixtures("isa"),  # every test on the AVX2 and (where present) VNNI, AMX kernels
 ]
 
 
@@ -70,6 +70,18 @@ def test_every_tile_shape_exact(k):
     g = torch.Generator().manual_seed(k)
     for m in range(2, 14):
         for n in (16, 40, 64, 100, 130):
+            a, w = rand_u8(m, k, g), rand_w(n, k, g)
+            got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=93)
+            assert torch.equal(got.long(), ref_acc(a, w, 93)), (m, n)
+
+
+@pytest.mark.parametrize("k", [64, 100, 257, 1030])  # whole 16-quad tile steps, and K tails
+def test_every_amx_tile_shape_exact(k):
+    """The AMX kernel's tiles (16 or 32 rows x 16 or 32 columns), row and column tails, 64-row
+    blocks, K tails finished by the VNNI kernel; on the other kernel sets, the same shapes."""
+    g = torch.Generator().manual_seed(k)
+    for m in (8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 130):
+        for n in (16, 17, 40, 64, 100):
             a, w = rand_u8(m, k, g), rand_w(n, k, g)
             got = native.gemm_u8s8_int32(a, native.pack_weight(w), za=93)
             assert torch.equal(got.long(), ref_acc(a, w, 93)), (m, n)
@@ -487,7 +499,7 @@ def test_seven_bit_quad_layout_is_packed_once_on_first_use(isa):
     if isa == "avx2":
         assert packed.quad is None  # the AVX2 8-bit path never allocates it
     else:
-        assert packed.quad is not None  # the VNNI kernels read the quad layout for 8-bit too
+        assert packed.quad is not None  # VNNI and AMX read the quad layout for 8-bit too
     native.gemm_u8s8_int32(a, packed, seven_bit=True)
     quad = packed.quad
     assert quad is not None and quad.numel() == 2 * 8 * 64

@@ -11,7 +11,6 @@ calls after warm-up, in milliseconds per batch.
 from __future__ import annotations
 
 import logging
-import platform
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from eightbit.bench.ort_classifier import (
     ort_classifier_runner,
     quantize_onnx_dynamic,
 )
-from eightbit.bench.timing import median_seconds
+from eightbit.bench.timing import machine_info, median_seconds
 from eightbit.encoder import Runner, classifier_runner
 from eightbit.kernels import resolve_backend
 from eightbit.models.bert import calibration_run, load_encoder_classifier
@@ -202,7 +201,7 @@ def run_classify_benchmark(
     ``models``: names from :data:`MODELS`, or a mapping of names to factories of FP32
     Hugging Face sequence classifiers.
     """
-    import onnxruntime
+    import onnxruntime  # noqa: F401  (fail before any work when the benchmark extra is missing)
 
     torch.set_num_threads(threads)
     backend = resolve_backend(backend)
@@ -230,11 +229,7 @@ def run_classify_benchmark(
             "batches": calibration_batches,
             "batch_size": CALIBRATION_BATCH_SIZE,
         },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
+        "machine": machine_info("onnxruntime"),
         "results": [asdict(r) for r in results],
         "goal": goal_check(results),
     }

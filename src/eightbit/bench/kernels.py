@@ -104,10 +104,9 @@ def bench_shape(m: int, k: int, n: int, backend: str, threads: int) -> list[Kern
 
 
 def _int8_kernels(backend: str) -> str:
-    """Which microkernels our INT8 layers ran: the native backend picks VNNI where it can."""
-    if backend != "avx2":
-        return backend
-    return "avx512-vnni" if native.vnni_enabled() else "avx2"
+    """Which microkernels our INT8 layers ran: the native backend picks AMX or VNNI where it
+    can; another backend runs its own."""
+    return native.kernel_set() if backend == "avx2" else backend
 
 
 def run_kernel_benchmark(
@@ -130,9 +129,7 @@ def run_kernel_benchmark(
         "backend": backend,
         "machine": {
             **machine_info(),
-            "int8_kernels": "avx512-vnni"
-            if backend == "avx2" and native.vnni_enabled()
-            else "avx2",
+            "int8_kernels": _int8_kernels(backend),
         },
         "results": [asdict(r) for r in results],
         "summary": summarize(results),

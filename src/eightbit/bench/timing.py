@@ -30,11 +30,29 @@ def geometric_mean(values: list[float]) -> float:
     return statistics.geometric_mean(values) if values else float("nan")
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine_info(*packages: str) -> dict[str, str]:
     """The processor and the versions of torch and of ``packages`` (those installed)."""
     import torch
 
-    info = {"processor": platform.processor() or platform.machine(), "torch": torch.__version__}
+    from eightbit.kernels import native
+
+    info = {
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "int8_kernels": native.kernel_set(),  # what eightbit's native INT8 layers run here
+    }
     for name in packages:
         try:
             info[name] = metadata.version(name)

@@ -10,6 +10,15 @@ bound by its loads (7 per 6 ``vpdpbusd``), not by the multiplies. Results are bi
 for bit those of the AVX2 kernels; :func:`use_vnni` switches between them (tests run both),
 ``EIGHTBIT_VNNI=0`` turns VNNI off from the start.
 
+AMX: on CPUs that also list ``amx_tile`` and ``amx_int8`` (Intel Sapphire Rapids and later) and
+where Linux grants the tile state, GEMMs of 8 rows or more run ``tdpbusd`` tiles instead
+(``csrc/amx.c``): 32 x 32 outputs over all of K per pass, 16384 products per instruction, on
+the same k-quad weights; a K tail of under 64 is finished by the VNNI kernel. Same int32
+accumulators, so the same results bit for bit; :func:`use_amx` switches, ``EIGHTBIT_AMX=0``
+turns it off from the start. Measured here (Xeon, 1 thread): a 64 x 256 x 8000 output layer
+2.0x faster than VNNI (445 vs 217 GMAC/s, the float epilogue now the larger part), 6-16 rows
+about even.
+
 AVX2: exact u8 x s8 -> int32 arithmetic without VNNI. ``vpmaddubsw`` (u8 x s8 -> int16
 pairs) saturates for full 8-bit activations (255 * 127 * 2 > 32767), so activations are widened to
 int16 with their zero point already subtracted (``a - za`` in [-255, 255]) and multiplied by int16
@@ -74,11 +83,14 @@ __all__ = [
     "NativeKernelUnavailable",
     "PackedWeight",
     "Requantization",
+    "amx_available",
+    "amx_enabled",
     "argmax_rows",
     "attention_f32",
     "gelu_f32",
     "gemm_u8s8_int32",
     "is_available",
+    "kernel_set",
     "library_path",
     "linear_dynamic",
     "linear_fp32_out",
@@ -88,6 +100,7 @@ __all__ = [
     "pack_weight",
     "quantize_u8",
     "quantize_u8_per_row",
+    "use_amx",
     "use_vnni",
     "vnni_available",
     "vnni_enabled",
@@ -181,6 +194,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_linear_u8_requant": "pillppilpppiiiipi",
     "eb_linear_f32_requant": "pfiiillppilpppiiiipi",
     "eb_set_vnni": "i",
+    "eb_set_amx": "i",
     "eb_plan_static": "pplpi",
     "eb_plan_dynamic": "pplpi",
     "eb_argmax_rows": "pllp",
@@ -213,6 +227,8 @@ def _load() -> ctypes.CDLL:
             vnni = vnni_available() and os.environ.get("EIGHTBIT_VNNI", "1") != "0"
             lib.eb_set_vnni(int(vnni))
             _state["vnni"] = vnni
+            amx = vnni and amx_available() and os.environ.get("EIGHTBIT_AMX", "1") != "0"
+            _state["amx"] = amx and lib.eb_set_amx(1) >= 0  # the OS may refuse the tile state
             _state["lib"] = lib
     return _state["lib"]  # type: ignore[return-value]
 
@@ -271,6 +287,43 @@ def use_vnni(enabled: bool) -> bool:
     lib.eb_set_vnni(int(enabled))
     _state["vnni"] = bool(enabled)
     return previous
+
+
+def amx_available() -> bool:
+    """True when this CPU has AMX-INT8 (``amx_tile`` and ``amx_int8`` in /proc/cpuinfo) and
+    AVX512-VNNI: then M >= 8 GEMMs run ``tdpbusd`` tiles (``csrc/amx.c``), exact as the others."""
+    return {"amx_tile", "amx_int8"} <= _cpu_flags() and vnni_available()
+
+
+def amx_enabled() -> bool:
+    """True when GEMM calls run the AMX kernel now (see :func:`use_amx`); it needs VNNI on."""
+    return is_available() and bool(_state.get("amx")) and bool(_state.get("vnni"))
+
+
+def use_amx(enabled: bool) -> bool:
+    """Run later GEMM calls of 8 rows or more on the AMX kernel (``True``) or not; returns the
+    previous setting. The default is on where :func:`amx_available` and Linux grants the tile
+    state, unless ``EIGHTBIT_AMX=0``. It takes effect while VNNI is on (:func:`use_vnni`).
+    Results are identical either way; only speed differs. Not meant to be flipped while other
+    threads call the kernels."""
+    if enabled and not amx_available():
+        raise NativeKernelUnavailable("this CPU lacks amx_tile/amx_int8 (/proc/cpuinfo)")
+    lib = _load()
+    previous = bool(_state.get("amx"))
+    if lib.eb_set_amx(int(enabled)) < 0:
+        raise NativeKernelUnavailable("Linux refused the AMX tile state (arch_prctl)")
+    _state["amx"] = bool(enabled)
+    return previous
+
+
+def kernel_set() -> str:
+    """The microkernels GEMM calls of several rows run now: ``"amx-int8"`` (8 rows or more;
+    fewer take VNNI), ``"avx512-vnni"`` or ``"avx2"``; ``"unavailable"`` without the library."""
+    if not is_available():
+        return "unavailable"
+    if amx_enabled():
+        return "amx-int8"
+    return "avx512-vnni" if vnni_enabled() else "avx2"
 
 
 def is_available() -> bool:

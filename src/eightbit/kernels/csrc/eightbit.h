@@ -183,6 +183,15 @@ extern int eb_vnni_enabled;
 extern const eb_ukernel8_fn EB_UKV[EB_MR + 1][EB_VNNI_NZ + 1];
 int eb_set_vnni(int on);
 
+/* amx.c: AMX-INT8 (tdpbusd) tile kernel over the same k-quad weights, used by gemm.c when
+ * eb_amx_enabled (set by eb_set_amx) and eb_vnni_enabled (K tails run EB_UKV) */
+extern int eb_amx_enabled;
+int eb_set_amx(int on);
+void eb_amx_begin(void);
+void eb_amx_end(void);
+void eb_amx_tile(int64_t k4, const uint8_t *a, int64_t lda, const int8_t *b, int64_t ps, int na,
+                 int nb, int32_t *c);
+
 /* gemv.c */
 int eb_gemv(const eb_input *in, int64_t k, const int8_t *packed, int64_t n,
             const eb_epilogue *epi, int seven, int nthreads);

@@ -43,6 +43,12 @@
 #ifndef MC
 #define MC 72 /* rows per M block */
 #endif
+#ifndef AMX_MC
+#define AMX_MC 64 /* rows per M block of the AMX kernel: whole 16-row tiles */
+#endif
+#ifndef AMX_MIN_M
+#define AMX_MIN_M 8 /* fewer rows leave most of a 16-row tile idle: the VNNI kernels are faster */
+#endif
 #ifndef NCP
 #define NCP 16 /* weight panels per N block (256 columns) */
 #endif
@@ -333,6 +339,8 @@ typedef struct {
     const eb_ukernel8_fn *uk8; /* UK7, or EB_UKV on VNNI CPUs (exact for 8-bit activations too),
                                   flattened [mr][nz] */
     int group;                 /* panels per microkernel call: 1 (UK7) or EB_VNNI_NZ */
+    int amx;                   /* quad path on amx.c's tile kernel (eb_amx_enabled, M >= AMX_MIN_M) */
+    int64_t mc;                /* rows per M block: MC, or AMX_MC (whole 16-row tiles) */
     int64_t kc4;               /* k-quads per K block: KC4 (UK7) or KCV */
     const eb_epilogue *epi;
     const int32_t *left, *right; /* padded to panels * 16 */
@@ -426,16 +434,37 @@ static void compute_block(const job *jb, int64_t m0, int64_t m1, int64_t p0, int
     }
 }
 
+/* A finished quad-path tile (mr rows of 16 int32, row stride 16) of rows ir.., columns col..:
+ * subtract za * colsum (the kernels multiply raw uint8 activations), then the epilogue. */
+static void finish_quad_tile(const job *jb, int32_t *t, int64_t ir, int64_t col, int mr) {
+    const int32_t *row_zp = jb->in->kind == EB_IN_F32_ROW || jb->in->kind == EB_IN_F32_TENSOR
+                                ? jb->in->row_zp
+                                : NULL; /* dynamic: one zero point per row */
+    __m256i za = _mm256_set1_epi32(jb->in->zp);
+    __m256i cs0 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col));
+    __m256i cs1 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8));
+    __m256i zs0 = _mm256_mullo_epi32(za, cs0);
+    __m256i zs1 = _mm256_mullo_epi32(za, cs1);
+    for (int i = 0; i < mr; i++) {
+        __m256i *ti = (__m256i *)(t + 16 * i);
+        if (row_zp) {
+            __m256i z = _mm256_set1_epi32(row_zp[ir + i]);
+            zs0 = _mm256_mullo_epi32(z, cs0);
+            zs1 = _mm256_mullo_epi32(z, cs1);
+        }
+        _mm256_store_si256(ti, _mm256_sub_epi32(_mm256_load_si256(ti), zs0));
+        _mm256_store_si256(ti + 1, _mm256_sub_epi32(_mm256_load_si256(ti + 1), zs1));
+    }
+    int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
+    eb_epilogue_tile(jb->epi, t, ir, col, mr, nr, jb->left, jb->right, jb->vec_requant);
+}
+
 /* The quad path's compute_block (7-bit AVX2 or VNNI microkernels): quads instead of pairs, up to
  * jb->group panels per microkernel call (VNNI: 4), zero point fixed before the epilogue. */
 static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
                            int32_t *partial) {
     int32_t tile[EB_VNNI_NZ * EB_MR * 16] __attribute__((aligned(64)));
     int64_t k4 = jb->k4, lda = jb->lda8, ps = k4 * 64;
-    const int32_t *row_zp = jb->in->kind == EB_IN_F32_ROW || jb->in->kind == EB_IN_F32_TENSOR
-                                ? jb->in->row_zp
-                                : NULL; /* dynamic: one zero point per row */
-    __m256i za = _mm256_set1_epi32(jb->in->zp);
     for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t ie = ic + MC < m1 ? ic + MC : m1;
         for (int64_t jc = p0; jc < p1; jc += NCP) {
@@ -454,32 +483,26 @@ static void compute_block7(const job *jb, int64_t m0, int64_t m1, int64_t p0, in
                                                             b, ps, first ? NULL : part,
                                                             last ? tile : part);
                         if (!last) continue;
-                        for (int q = 0; q < nz; q++) {
-                            int64_t col = (jr + q) * 16;
-                            int32_t *t = tile + q * EB_MR * 16;
-                            __m256i cs0 = _mm256_loadu_si256((const __m256i *)(jb->colsum + col));
-                            __m256i cs1 =
-                                _mm256_loadu_si256((const __m256i *)(jb->colsum + col + 8));
-                            __m256i zs0 = _mm256_mullo_epi32(za, cs0);
-                            __m256i zs1 = _mm256_mullo_epi32(za, cs1);
-                            for (int i = 0; i < mr; i++) {
-                                __m256i *ti = (__m256i *)(t + 16 * i);
-                                if (row_zp) {
-                                    __m256i z = _mm256_set1_epi32(row_zp[ir + i]);
-                                    zs0 = _mm256_mullo_epi32(z, cs0);
-                                    zs1 = _mm256_mullo_epi32(z, cs1);
-                                }
-                                _mm256_store_si256(ti, _mm256_sub_epi32(_mm256_load_si256(ti), zs0));
-                                _mm256_store_si256(ti + 1,
-                                                   _mm256_sub_epi32(_mm256_load_si256(ti + 1), zs1));
-                            }
-                            int nr = jb->n - col < 16 ? (int)(jb->n - col) : 16;
-                            eb_epilogue_tile(jb->epi, t, ir, col, mr, nr, jb->left, jb->right,
-                                             jb->vec_requant);
-                        }
+                        for (int q = 0; q < nz; q++)
+                            finish_quad_tile(jb, tile + q * EB_MR * 16, ir, (jr + q) * 16, mr);
                     }
                 }
             }
+        }
+    }
+}
+
+/* The quad path's compute_block on amx.c's tile kernel: 32 x 32 tiles over all of K at once. */
+static void compute_block_amx(const job *jb, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+    int32_t tile[2 * 512] __attribute__((aligned(64)));
+    int64_t k4 = jb->k4, lda = jb->lda8, ps = k4 * 64;
+    for (int64_t jr = p0; jr < p1; jr += 2) {
+        int nb = p1 - jr < 2 ? (int)(p1 - jr) : 2;
+        for (int64_t ir = m0; ir < m1; ir += 32) {
+            int mr = m1 - ir < 32 ? (int)(m1 - ir) : 32;
+            eb_amx_tile(k4, jb->a8 + ir * lda, lda, jb->quad + jr * ps, ps, (mr + 15) / 16, nb,
+                        tile);
+            for (int q = 0; q < nb; q++) finish_quad_tile(jb, tile + 512 * q, ir, (jr + q) * 16, mr);
         }
     }
 }
@@ -490,20 +513,20 @@ static void ensure_rows(job *jb, int64_t mb) {
     if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == 2) return;
     int32_t expected = 0;
     if (__atomic_compare_exchange_n(flag, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        int64_t r1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
-        prepare_rows(jb, mb * MC, r1);
+        int64_t r1 = (mb + 1) * jb->mc < jb->m ? (mb + 1) * jb->mc : jb->m;
+        prepare_rows(jb, mb * jb->mc, r1);
         __atomic_store_n(flag, 2, __ATOMIC_RELEASE);
         return;
     }
     while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != 2) _mm_pause();
 }
 
-/* One chunk: MC rows x nch weight panels, all of K, epilogue included. Threads take chunks until
+/* One chunk: jb->mc rows x nch weight panels, all of K, epilogue included. Threads take chunks until
  * none is left (pool.c), so a thread that the OS delays just takes fewer. */
 static void gemm_task(void *ctx, int64_t c) {
     job *jb = (job *)ctx;
     int32_t *partial = NULL;
-    if (jb->quad ? jb->k4 > jb->kc4 : jb->k2 > KC2) {
+    if (!jb->amx && (jb->quad ? jb->k4 > jb->kc4 : jb->k2 > KC2)) {
         size_t pbytes = (size_t)((MC + EB_MR) / EB_MR) * NCP * EB_MR * 16 * sizeof(int32_t);
         partial = (int32_t *)eb_scratch(1, pbytes);
         if (!partial) {
@@ -513,12 +536,17 @@ static void gemm_task(void *ctx, int64_t c) {
     }
     int64_t mb = c / jb->chunks_n, nb = c % jb->chunks_n;
     ensure_rows(jb, mb);
-    int64_t m1 = (mb + 1) * MC < jb->m ? (mb + 1) * MC : jb->m;
-    int64_t p1 = (nb + 1) * jb->nch < jb->panels ? (nb + 1) * jb->nch : jb->panels;
-    if (jb->quad)
-        compute_block7(jb, mb * MC, m1, nb * jb->nch, p1, partial);
-    else
-        compute_block(jb, mb * MC, m1, nb * jb->nch, p1, partial);
+    int64_t m0 = mb * jb->mc, m1 = m0 + jb->mc < jb->m ? m0 + jb->mc : jb->m;
+    int64_t p0 = nb * jb->nch, p1 = p0 + jb->nch < jb->panels ? p0 + jb->nch : jb->panels;
+    if (jb->amx) {
+        eb_amx_begin();
+        compute_block_amx(jb, m0, m1, p0, p1);
+        eb_amx_end();
+    } else if (jb->quad) {
+        compute_block7(jb, m0, m1, p0, p1, partial);
+    } else {
+        compute_block(jb, m0, m1, p0, p1, partial);
+    }
 }
 
 /* Split requantization shifts into left/right arrays padded to npad. Returns how to requantize:
@@ -561,13 +589,17 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     jb.uk8 = eb_vnni_enabled ? &EB_UKV[0][0] : &UK7[0][0];
     jb.group = eb_vnni_enabled ? EB_VNNI_NZ : 1;
     jb.kc4 = eb_vnni_enabled ? KCV : KC4;
+    jb.amx = quad && eb_amx_enabled && eb_vnni_enabled && m >= AMX_MIN_M && jb.k4 >= 16;
+    jb.mc = jb.amx ? AMX_MC : MC;
     jb.epi = epi;
     jb.vec_requant = 1;
     int64_t npad = jb.panels * 16;
     /* one scratch block: A int16 rows, then left/right shift arrays */
-    size_t abytes = quad ? (size_t)(m * jb.lda8) : (size_t)(m * jb.lda) * sizeof(int32_t);
+    /* AMX loads whole 16-row tiles: rows up to the next multiple of 16 must be readable */
+    int64_t rows = jb.amx ? (m + 15) & ~(int64_t)15 : m;
+    size_t abytes = quad ? (size_t)(rows * jb.lda8) : (size_t)(m * jb.lda) * sizeof(int32_t);
     size_t sbytes = (size_t)npad * sizeof(int32_t);
-    int64_t blocks_m = (m + MC - 1) / MC;
+    int64_t blocks_m = (m + jb.mc - 1) / jb.mc;
     char *buf = (char *)eb_scratch(0, abytes + 2 * sbytes + (size_t)blocks_m * 4 + 64);
     if (!buf) return -1;
     jb.a16 = (int32_t *)buf;
@@ -583,7 +615,7 @@ int eb_gemm(const eb_input *in, int64_t m, int64_t k, const int8_t *packed, cons
     double work = (double)m * (double)k * (double)n;
     int nt = nthreads < 1 ? 1 : nthreads;
     if (work < 65536.0) nt = 1;
-    /* chunks: MC rows x up to NCP panels, narrower when that leaves too few chunks to balance */
+    /* chunks: jb.mc rows x up to NCP panels, narrower when that leaves too few chunks to balance */
     jb.nch = NCP;
     while (jb.nch > 2 && blocks_m * ((jb.panels + jb.nch - 1) / jb.nch) < 4 * nt) jb.nch /= 2;
     jb.chunks_n = (jb.panels + jb.nch - 1) / jb.nch;
