@@ -587,3 +587,35 @@ def test_linear_dynamic_seven_bit_matches_composition(per_row, m, k, n):
         acc = ref_acc(x_q, w, int(qp.zero_point)).float()
         want[i] = acc[0] * (qp.scale.float() * ws) + b
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(1, 64, 100), (5, 37, 33), (40, 256, 1000), (70, 300, 517)]
+)
+def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n):
+    """The fused argmax epilogue: torch.argmax of what static_fp32 / dynamic write, suppressed
+    columns as -inf, a NaN logit (from a NaN bias) winning unless suppressed, ties to the first."""
+    g = torch.Generator().manual_seed(m + n)
+    w = rand_w(n, k, g)
+    w[n - 3] = w[n // 2]  # a tie, later in the row
+    bias = torch.randn(n, generator=g)
+    bias[n - 3] = bias[n // 2]
+    plan = native.LinearPlan(native.pack_weight(w), torch.rand(n, generator=g) / 50, bias)
+    x = torch.randn(m, k, generator=g)
+    skip = torch.zeros(n, dtype=torch.bool)
+    skip[:: max(1, n // 9)] = True
+    for per_row in (True, False):
+        logits = plan.dynamic(x, per_row=per_row)
+        assert torch.equal(plan.dynamic_argmax(x, per_row=per_row), logits.argmax(-1))
+        got = plan.dynamic_argmax(x, per_row=per_row, skip=skip)
+        assert torch.equal(got, logits.masked_fill(skip, float("-inf")).argmax(-1))
+    logits = plan.static_fp32(x, 0.02, 120)
+    assert torch.equal(
+        plan.static_argmax(x, 0.02, 120, skip=skip),
+        logits.masked_fill(skip, float("-inf")).argmax(-1),
+    )
+    bias[[n // 3, n - 2]] = float("nan")
+    nan_plan = native.LinearPlan(plan.packed, torch.ones(n), bias)
+    assert bool((nan_plan.static_argmax(x, 0.02, 120) == n // 3).all())
+    skip[n // 3] = True
+    assert bool((nan_plan.static_argmax(x, 0.02, 120, skip=skip) == n - 2).all())

@@ -106,3 +106,43 @@ def test_qat_ranges_are_frozen_in_eval_mode():
     fq.train()
     fq(x * 100)
     assert float(fq.input_qparams().scale) > float(before.scale)
+
+
+@pytest.mark.parametrize("backend", ["reference", "avx2"])
+@pytest.mark.parametrize("mode", ["static", "dynamic-per-tensor", "dynamic-per-token"])
+@pytest.mark.parametrize("rows", [1, 7, 40])
+@pytest.mark.parametrize("twins_win", [False, True])
+def test_forward_argmax_equals_argmax_of_forward(backend, mode, rows, twins_win):
+    """Greedy decoding's fused output layer: the indices of forward + suppression + argmax on
+    every kernel path (GEMV, VNNI/AMX tiles, fallbacks); columns 300 and 700 are equal, and
+    with ``twins_win`` the largest of every row: the first one must win."""
+    from eightbit.kernels import native
+
+    if backend == "avx2" and not native.is_available():
+        pytest.skip("native kernel unavailable")
+    torch.manual_seed(rows)
+    linear = nn.Linear(96, 1000)
+    with torch.no_grad():
+        linear.weight[700] = linear.weight[300]
+        linear.bias[[300, 700]] = 40.0 if twins_win else float(linear.bias[300])
+    x = torch.randn(rows, 96)
+    input_qp = qparams_from_range(x.min(), x.max()) if mode == "static" else None
+    layer = QuantLinear.from_float(
+        linear,
+        weight_qparams(linear.weight, per_channel=True),
+        input_qp=input_qp,
+        per_token=mode == "dynamic-per-token",
+        backend=backend,
+    )
+    skip = torch.zeros(1000, dtype=torch.bool)
+    skip[[0, 17, 999]] = True
+    with torch.no_grad():
+        logits = layer(x)
+        assert torch.equal(layer.forward_argmax(x), logits.argmax(-1))
+        expected = logits.masked_fill(skip, float("-inf")).argmax(-1)
+        assert torch.equal(layer.forward_argmax(x, skip), expected)
+        if twins_win:
+            assert bool((expected == 300).all())
+        skip[300] = True  # now the twin
+        expected = logits.masked_fill(skip, float("-inf")).argmax(-1)
+        assert torch.equal(layer.forward_argmax(x, skip), expected)

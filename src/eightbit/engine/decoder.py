@@ -49,6 +49,14 @@ def new_cache(
 
 def step(plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Tensor) -> Tensor:
     """Logits (rows, vocab) for the next token after ``tokens`` (rows,); advances ``cache``."""
+    return output_logits(plan, hidden_step(plan, cache, tokens))
+
+
+def hidden_step(
+    plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Tensor
+) -> Tensor:
+    """The decoder's last hidden states (rows, d_model) after ``tokens`` (rows,), the input of
+    the output layer; advances ``cache``."""
     rows = tokens.shape[0]
     heads, head_dim = plan.heads, plan.head_dim
     x = plan.embed_tokens(tokens) * plan.embed_scale + plan.positions[cache.length]  # (rows, d)
@@ -59,6 +67,11 @@ def step(plan: DecoderPlan, cache: DecoderCache | NativeDecoderCache, tokens: Te
         x = layer.cross_norm(x + layer.cross_out(attended))
         x = layer.final_norm(x + layer.feed_forward(x))
     cache.advance()
+    return x
+
+
+def output_logits(plan: DecoderPlan, x: Tensor) -> Tensor:
+    """Logits (rows, vocab) of the hidden states ``x`` (rows, d_model)."""
     logits = plan.lm_head(x)
     if plan.logits_bias is not None:
         logits.add_(plan.logits_bias)  # in place, a fresh tensor: no second (rows, vocab)

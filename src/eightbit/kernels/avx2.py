@@ -148,6 +148,20 @@ class Avx2Linear(PreparedLinear):
     def linear_dynamic(self, x: Tensor, per_token: bool = False) -> Tensor:
         return self._plan.dynamic(x, per_row=per_token)
 
+    def linear_argmax(
+        self,
+        x: Tensor,
+        input_qp: QParams | None,
+        per_token: bool = False,
+        skip: Tensor | None = None,
+    ) -> Tensor:
+        if input_qp is None:
+            return self._plan.dynamic_argmax(x, per_row=per_token, skip=skip)
+        scale, zero_point, qmin, qmax = self._input_params(input_qp)
+        if not _fused_input(qmin, qmax):  # not fused in linear_fp32 either
+            return super().linear_argmax(x, input_qp, per_token, skip)
+        return self._plan.static_argmax(x, scale, zero_point, qmin, qmax, skip)
+
     def linear_gelu(
         self,
         x: Tensor,

@@ -158,6 +158,24 @@ class PreparedLinear(ABC):
         out = gelu(out)
         return out if output_qp is None else quantize(out, output_qp)
 
+    def linear_argmax(
+        self,
+        x: Tensor,
+        input_qp: QParams | None,
+        per_token: bool = False,
+        skip: Tensor | None = None,
+    ) -> Tensor:
+        """int64 (M,): ``argmax(-1)`` of ``linear_fp32(x, input_qp)`` (``linear_dynamic(x,
+        per_token)`` when ``input_qp`` is None), the columns where ``skip`` (bool (N,)) is true
+        filled with -inf first. Fast backends never write the (M, N) output (greedy decoding's
+        output layer)."""
+        out = (
+            self.linear_dynamic(x, per_token) if input_qp is None else self.linear_fp32(x, input_qp)
+        )
+        if skip is not None:
+            out = out.masked_fill(skip, float("-inf"))
+        return out.argmax(-1)
+
 
 BackendFactory = Callable[[QuantizedWeight], PreparedLinear]
 _BACKENDS: dict[str, BackendFactory] = {}

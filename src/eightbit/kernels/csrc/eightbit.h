@@ -24,8 +24,16 @@ enum {
     EB_OUT_U8 = 2,
     EB_OUT_S8 = 3,
     EB_OUT_F32_GELU = 4,
-    EB_OUT_U8_GELU = 5
+    EB_OUT_U8_GELU = 5,
+    EB_OUT_ARGMAX = 6 /* the F32 values, never stored: each tile row's first maximum (eb_best) */
 };
+
+/* ARGMAX: the first maximum of one row's 16 columns of a panel (a NaN counts as the largest, the
+ * first NaN wins, as torch.argmax); out holds (m, panels) of them, reduced by eb_plan_argmax. */
+typedef struct {
+    float value;
+    int32_t index;
+} eb_best;
 
 /* What to do with a finished int32 tile; all per-column arrays have length n. */
 typedef struct {
@@ -41,6 +49,7 @@ typedef struct {
     const int32_t *shift;     /* requant: right shifts (n,), negative = left */
     int32_t zp, lo, hi;       /* requant, GELU_U8: output zero point and clamp bounds */
     float q_scale;            /* GELU_U8: output scale */
+    const uint8_t *skip;      /* ARGMAX: (n,) nonzero = the column counts as -inf, or NULL */
 } eb_epilogue;
 
 /* How to turn the input rows into zero-point-free int16 pairs. */
@@ -213,6 +222,15 @@ int eb_linear_f32_static_gelu(const float *x, float scale, int32_t zp, int32_t q
 int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k,
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, float *out, int nthreads);
+
+int eb_linear_f32_static_kind(int kind, const float *x, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, int64_t m, int64_t k, const int8_t *packed,
+                              const int8_t *quad, int seven, int64_t n, const float *w_scale,
+                              const float *bias, void *out, const uint8_t *skip, int nthreads);
+int eb_linear_f32_dynamic_kind(int kind, const float *x, int per_row, int64_t m, int64_t k,
+                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                               const float *w_scale, const float *bias, void *out,
+                               const uint8_t *skip, int nthreads);
 
 /* quant.c, exported */
 void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,

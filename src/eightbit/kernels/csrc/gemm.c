@@ -230,6 +230,28 @@ static int32_t requant1(int32_t acc, const eb_epilogue *e, int64_t j) {
     return (int32_t)(q < e->lo ? e->lo : (q > e->hi ? e->hi : q));
 }
 
+/* The first maximum of v[0, nr) (columns col..), skipped columns counting as -inf (what
+ * suppressing them before torch.argmax does: one may still win a row of -inf), a NaN counting as
+ * the largest value (the first NaN wins). */
+static eb_best best16(float *v, int nr, const uint8_t *skip, int64_t col) {
+    for (int j = nr; j < 16; j++) v[j] = -INFINITY; /* padding never wins: ties go to the first */
+    if (skip)
+        for (int j = 0; j < nr; j++)
+            if (skip[j]) v[j] = -INFINITY;
+    __m256 a = _mm256_loadu_ps(v), b = _mm256_loadu_ps(v + 8);
+    int nan = _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) |
+              (_mm256_movemask_ps(_mm256_cmp_ps(b, b, _CMP_UNORD_Q)) << 8);
+    if (nan) return (eb_best){NAN, (int32_t)(col + __builtin_ctz((unsigned)nan))};
+    __m256 m = _mm256_max_ps(a, b);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    __m256 mx = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    int eq = _mm256_movemask_ps(_mm256_cmp_ps(a, mx, _CMP_EQ_OQ)) |
+             (_mm256_movemask_ps(_mm256_cmp_ps(b, mx, _CMP_EQ_OQ)) << 8);
+    return (eb_best){_mm_cvtss_f32(m4), (int32_t)(col + __builtin_ctz((unsigned)eq))};
+}
+
 /* Apply the epilogue to an mr x nr tile at (row, col); c is 6 x 16 int32 row-major. */
 void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col, int mr,
                           int nr, const int32_t *left, const int32_t *right, int vec_requant) {
@@ -253,9 +275,10 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
                           e->q_scale, e->zp, e->lo, e->hi,
                           u8 ? (void *)((uint8_t *)e->out + o) : (void *)((float *)e->out + o));
         } else if (e->kind == EB_OUT_F32 || e->kind == EB_OUT_F32_GELU ||
-                   e->kind == EB_OUT_U8_GELU) {
+                   e->kind == EB_OUT_U8_GELU || e->kind == EB_OUT_ARGMAX) {
             float tmp[16];
-            float *out = e->kind == EB_OUT_U8_GELU ? tmp : (float *)e->out + o;
+            int stored = e->kind == EB_OUT_F32 || e->kind == EB_OUT_F32_GELU;
+            float *out = stored ? (float *)e->out + o : tmp;
             float *dst = nr == 16 ? out : tmp;
             __m256 rs = _mm256_set1_ps(e->row_scale ? e->row_scale[row + i] : e->row_scale_const);
             __m256 q[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -265,7 +288,7 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
                 __m256 v = _mm256_mul_ps(
                     _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(ci + 8 * h))), s);
                 if (e->bias_f) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias_f + col + 8 * h));
-                if (e->kind != EB_OUT_F32) v = eb_gelu8(v);
+                if (e->kind == EB_OUT_F32_GELU || e->kind == EB_OUT_U8_GELU) v = eb_gelu8(v);
                 if (e->kind == EB_OUT_U8_GELU) {
                     q[h] = eb_quant8(v, _mm256_set1_ps(e->q_scale), _mm256_set1_ps((float)e->zp));
                     q[h] = _mm256_min_ps(_mm256_max_ps(q[h], _mm256_set1_ps((float)e->lo)),
@@ -282,6 +305,9 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
                 uint8_t bytes[16];
                 _mm_storeu_si128((__m128i *)bytes, b);
                 memcpy((uint8_t *)e->out + o, bytes, (size_t)nr);
+            } else if (e->kind == EB_OUT_ARGMAX) {
+                ((eb_best *)e->out)[(row + i) * ((n + 15) / 16) + col / 16] =
+                    best16(tmp, nr, e->skip ? e->skip + col : NULL, col);
             } else if (nr != 16) {
                 memcpy(out, tmp, (size_t)nr * sizeof(float));
             }
@@ -654,8 +680,19 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
                          int64_t m, int64_t k, const int8_t *packed, const int8_t *quad, int seven,
                          int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
+    return eb_linear_f32_static_kind(EB_OUT_F32, x, scale, zp, qmin, qmax, m, k, packed, quad,
+                                     seven, n, w_scale, bias, out, NULL, nthreads);
+}
+
+/* eb_linear_f32_static with a float epilogue kind: EB_OUT_F32, or EB_OUT_ARGMAX (out: eb_best
+ * (m, ceil(n / 16)), skip as in eb_epilogue). */
+int eb_linear_f32_static_kind(int kind, const float *x, float scale, int32_t zp, int32_t qmin,
+                              int32_t qmax, int64_t m, int64_t k, const int8_t *packed,
+                              const int8_t *quad, int seven, int64_t n, const float *w_scale,
+                              const float *bias, void *out, const uint8_t *skip, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
-    eb_epilogue e = {EB_OUT_F32, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_epilogue e = {kind, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0, 0.0f,
+                     skip};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
@@ -663,8 +700,9 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
  * are written to row_scale / row_zp (m,) unless those are NULL. */
 static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, int64_t k,
                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
-                              const float *w_scale, const float *bias, float *out,
-                              float *row_scale, int32_t *row_zp, int nthreads) {
+                              const float *w_scale, const float *bias, void *out,
+                              float *row_scale, int32_t *row_zp, const uint8_t *skip,
+                              int nthreads) {
     if (!row_scale || !row_zp) { /* caller does not want them (all) back */
         float *buf = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
         if (!buf) return -1;
@@ -686,8 +724,18 @@ static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, 
             row_zp[i] = z;
         }
     }
-    eb_epilogue e = {kind, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0};
+    eb_epilogue e = {kind, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0,
+                     0.0f, skip};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
+}
+
+/* eb_linear_f32_dynamic with a float epilogue kind (see eb_linear_f32_static_kind). */
+int eb_linear_f32_dynamic_kind(int kind, const float *x, int per_row, int64_t m, int64_t k,
+                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
+                               const float *w_scale, const float *bias, void *out,
+                               const uint8_t *skip, int nthreads) {
+    return linear_f32_dynamic(kind, x, per_row, m, k, packed, quad, seven, n, w_scale, bias, out,
+                              NULL, NULL, skip, nthreads);
 }
 
 int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
@@ -695,7 +743,7 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                           const float *w_scale, const float *bias, float *out, float *row_scale,
                           int32_t *row_zp, int nthreads) {
     return linear_f32_dynamic(EB_OUT_F32, x, per_row, m, k, packed, quad, seven, n, w_scale, bias,
-                              out, row_scale, row_zp, nthreads);
+                              out, row_scale, row_zp, NULL, nthreads);
 }
 
 /* eb_linear_f32_dynamic followed by eightbit's exact GELU (gelu.c), in the epilogue. */
@@ -703,7 +751,7 @@ int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, float *out, int nthreads) {
     return linear_f32_dynamic(EB_OUT_F32_GELU, x, per_row, m, k, packed, quad, seven, n, w_scale,
-                              bias, out, NULL, NULL, nthreads);
+                              bias, out, NULL, NULL, NULL, nthreads);
 }
 
 /* eb_linear_f32_static followed by eightbit's exact GELU (gelu.c), in the epilogue; out_scale > 0:

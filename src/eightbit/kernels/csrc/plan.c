@@ -41,3 +41,29 @@ int eb_plan_dynamic_gelu(const eb_plan *p, const float *x, int64_t m, float *out
     return eb_linear_f32_dynamic_gelu(x, p->per_row, m, p->k, p->packed, p->quad, p->seven, p->n,
                                       p->w_scale, p->bias, out, nthreads);
 }
+
+/* Greedy search's next tokens: out[r] = argmax_j (x @ W.T)[r, j] over the columns not in skip
+ * (skip: (n,) nonzero = suppressed, as -inf; or NULL), first maximum, a NaN counting as the
+ * largest, as torch.argmax of the logits. The logits are computed tile by tile exactly as
+ * eb_plan_static / eb_plan_dynamic compute them and never stored; best holds (m, ceil(n / 16))
+ * per-panel maxima. dynamic: the plan's dynamic (1) or static (0) activation quantization. */
+int eb_plan_argmax(const eb_plan *p, int dynamic, const float *x, int64_t m, const uint8_t *skip,
+                   eb_best *best, int64_t *out, int nthreads) {
+    int status = dynamic ? eb_linear_f32_dynamic_kind(EB_OUT_ARGMAX, x, p->per_row, m, p->k,
+                                                      p->packed, p->quad, p->seven, p->n,
+                                                      p->w_scale, p->bias, best, skip, nthreads)
+                         : eb_linear_f32_static_kind(EB_OUT_ARGMAX, x, p->scale, p->zp, p->qmin,
+                                                     p->qmax, m, p->k, p->packed, p->quad,
+                                                     p->seven, p->n, p->w_scale, p->bias, best,
+                                                     skip, nthreads);
+    if (status != 0) return status;
+    int64_t panels = (p->n + 15) / 16;
+    for (int64_t r = 0; r < m; r++) {
+        const eb_best *row = best + r * panels;
+        eb_best b = row[0];
+        for (int64_t q = 1; q < panels && !isnan(b.value); q++)
+            if (isnan(row[q].value) || row[q].value > b.value) b = row[q];
+        out[r] = p->n > 0 ? b.index : 0;
+    }
+    return 0;
+}
