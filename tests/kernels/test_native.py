@@ -610,6 +610,13 @@ def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n):
         got = plan.dynamic_argmax(x, per_row=per_row, skip=skip)
         assert torch.equal(got, logits.masked_fill(skip, float("-inf")).argmax(-1))
     logits = plan.static_fp32(x, 0.02, 120)
+    after = torch.randn(n, generator=g)  # a logits bias: a second rounding, as logits + bias
+    assert torch.equal(
+        plan.static_argmax(x, 0.02, 120, bias_after=after), (logits + after).argmax(-1)
+    )
+    got = plan.dynamic_argmax(x, skip=skip, bias_after=after)
+    expected = (plan.dynamic(x) + after).masked_fill(skip, float("-inf")).argmax(-1)
+    assert torch.equal(got, expected)
     assert torch.equal(
         plan.static_argmax(x, 0.02, 120, skip=skip),
         logits.masked_fill(skip, float("-inf")).argmax(-1),

@@ -143,6 +143,9 @@ def test_forward_argmax_equals_argmax_of_forward(backend, mode, rows, twins_win)
         assert torch.equal(layer.forward_argmax(x, skip), expected)
         if twins_win:
             assert bool((expected == 300).all())
+        after = torch.randn(1000)  # a logits bias, added after the layer's own
+        got = layer.forward_argmax(x, skip, after)
+        assert torch.equal(got, (logits + after).masked_fill(skip, float("-inf")).argmax(-1))
         skip[300] = True  # now the twin
         expected = logits.masked_fill(skip, float("-inf")).argmax(-1)
         assert torch.equal(layer.forward_argmax(x, skip), expected)

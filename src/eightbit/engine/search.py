@@ -41,17 +41,17 @@ def _argmax(logits: Tensor) -> Tensor:
 
 def _greedy_choice(plan: DecoderPlan) -> Callable[[Tensor], Tensor]:
     """The next tokens (rows,) of the decoder's hidden states (rows, d_model): the argmax of the
-    logits with the suppressed tokens at -inf. An INT8 output layer without a logits bias fuses
+    logits (plus the logits bias) with the suppressed tokens at -inf. An INT8 output layer fuses
     the argmax into its GEMM (``QuantLinear.forward_argmax``: the same indices, and the
     (rows, vocab) logits are never written, 2 MB a step at 64 x 8k)."""
     head = plan.lm_head
     fusable = isinstance(head, QuantLinear) and not head.has_output_qparams
-    if fusable and head.activation == "none" and plan.logits_bias is None:
+    if fusable and head.activation == "none":
         skip = None
         if plan.suppressed_tokens:
             skip = torch.zeros(plan.vocab_size, dtype=torch.bool)
             skip[list(plan.suppressed_tokens)] = True
-        return lambda x: head.forward_argmax(x, skip)
+        return lambda x: head.forward_argmax(x, skip, plan.logits_bias)
     suppress = _suppressor(plan)
     return lambda x: _argmax(suppress(decoder.output_logits(plan, x)))
 

@@ -154,13 +154,14 @@ class Avx2Linear(PreparedLinear):
         input_qp: QParams | None,
         per_token: bool = False,
         skip: Tensor | None = None,
+        bias_after: Tensor | None = None,
     ) -> Tensor:
         if input_qp is None:
-            return self._plan.dynamic_argmax(x, per_row=per_token, skip=skip)
+            return self._plan.dynamic_argmax(x, per_token, skip=skip, bias_after=bias_after)
         scale, zero_point, qmin, qmax = self._input_params(input_qp)
         if not _fused_input(qmin, qmax):  # not fused in linear_fp32 either
-            return super().linear_argmax(x, input_qp, per_token, skip)
-        return self._plan.static_argmax(x, scale, zero_point, qmin, qmax, skip)
+            return super().linear_argmax(x, input_qp, per_token, skip, bias_after)
+        return self._plan.static_argmax(x, scale, zero_point, qmin, qmax, skip, bias_after)
 
     def linear_gelu(
         self,

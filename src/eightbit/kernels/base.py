@@ -164,14 +164,17 @@ class PreparedLinear(ABC):
         input_qp: QParams | None,
         per_token: bool = False,
         skip: Tensor | None = None,
+        bias_after: Tensor | None = None,
     ) -> Tensor:
         """int64 (M,): ``argmax(-1)`` of ``linear_fp32(x, input_qp)`` (``linear_dynamic(x,
-        per_token)`` when ``input_qp`` is None), the columns where ``skip`` (bool (N,)) is true
-        filled with -inf first. Fast backends never write the (M, N) output (greedy decoding's
-        output layer)."""
+        per_token)`` when ``input_qp`` is None) plus ``bias_after`` (N,) when given, the columns
+        where ``skip`` (bool (N,)) is true filled with -inf first. Fast backends never write the
+        (M, N) output (greedy decoding's output layer)."""
         out = (
             self.linear_dynamic(x, per_token) if input_qp is None else self.linear_fp32(x, input_qp)
         )
+        if bias_after is not None:
+            out = out + bias_after
         if skip is not None:
             out = out.masked_fill(skip, float("-inf"))
         return out.argmax(-1)

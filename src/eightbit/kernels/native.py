@@ -200,7 +200,7 @@ _SIGNATURES: dict[str, str] = {
     "eb_argmax_rows": "pllp",
     "eb_plan_static_gelu": "pplpfiiii",
     "eb_plan_dynamic_gelu": "pplpi",
-    "eb_plan_argmax": "piplpppi",
+    "eb_plan_argmax": "piplppppi",
     "eb_gelu_f32": "pl",
     "eb_attention_f32": "ppllllfpi",
     "eb_add_layernorm": "ppllppfi",
@@ -923,11 +923,12 @@ class LinearPlan:
         qmin: int = 0,
         qmax: int = 255,
         skip: Tensor | None = None,
+        bias_after: Tensor | None = None,
     ) -> Tensor:
         """``argmax`` over the columns of :meth:`static_fp32`'s output, int64 (M,), without
         writing that output: see :meth:`dynamic_argmax`."""
         self._set_static(scale, zp, qmin, qmax)
-        return self._run_argmax(0, self._static_ref, x, skip)
+        return self._run_argmax(0, self._static_ref, x, skip, bias_after)
 
     def dynamic_argmax(
         self,
@@ -935,29 +936,37 @@ class LinearPlan:
         per_row: bool = True,
         seven_bit: bool = False,
         skip: Tensor | None = None,
+        bias_after: Tensor | None = None,
     ) -> Tensor:
         """``argmax`` over the columns of :meth:`dynamic`'s output, int64 (M,): the first
         maximum, a NaN counting as the largest (``torch.argmax``), the columns where ``skip``
-        (bool (N,), or None) is true counting as -inf (as filling them with -inf first). Each
+        (bool (N,), or None) is true counting as -inf (as filling them with -inf first), after
+        adding ``bias_after`` (float32 (N,), or None: a logits bias added to the output). Each
         tile's values are those :meth:`dynamic` writes, kept in registers: greedy decoding's
         output layer never writes its (M, N) logits nor reads them back."""
         self._set_dynamic(per_row, seven_bit)
-        return self._run_argmax(1, self._dynamic_ref, x, skip)
+        return self._run_argmax(1, self._dynamic_ref, x, skip, bias_after)
 
-    def _run_argmax(self, dynamic: int, ref: object, x: Tensor, skip: Tensor | None) -> Tensor:
+    def _run_argmax(
+        self,
+        dynamic: int,
+        ref: object,
+        x: Tensor,
+        skip: Tensor | None,
+        bias_after: Tensor | None,
+    ) -> Tensor:
         m, px = _check_input(x, "x", torch.float32, self.packed)
         n = self.packed.n
-        if skip is None:
-            skip_ptr = None
-        else:
-            if skip.dtype != torch.bool or skip.shape != (n,) or not skip.is_contiguous():
-                raise ValueError(f"skip must be a contiguous bool tensor of shape ({n},)")
-            skip_ptr = skip.data_ptr()
+        skip_ptr = None if skip is None else _ptr(skip, "skip", torch.bool, 1)
+        after_ptr = None if bias_after is None else _ptr(bias_after, "bias_after", torch.float32, 1)
+        for name, t in (("skip", skip), ("bias_after", bias_after)):
+            if t is not None and t.shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
         best = torch.empty(m, (n + 15) // 16, 2, dtype=torch.int32)  # eb_best per row and panel
         out = torch.empty(m, dtype=torch.int64)
         _check_status(
             _load().eb_plan_argmax(
-                ref, dynamic, px, m, skip_ptr, best.data_ptr(), out.data_ptr(),
+                ref, dynamic, px, m, skip_ptr, after_ptr, best.data_ptr(), out.data_ptr(),
                 torch.get_num_threads(),
             )
         )  # fmt: skip

@@ -194,15 +194,18 @@ class QuantLinear(nn.Module):
             out = out.clamp(min=0.0, max=6.0 if self.activation == "relu6" else None)
         return out if flat else out.reshape(*x.shape[:-1], self.out_features)
 
-    def forward_argmax(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        """``forward(x).argmax(-1)`` over (M, K) ``x``, with the columns where ``skip`` (bool
-        (N,)) is true filled with -inf first: the same indices, without writing the (M, N)
-        output where the backend fuses the argmax into its GEMM (greedy decoding)."""
+    def forward_argmax(
+        self, x: Tensor, skip: Tensor | None = None, bias_after: Tensor | None = None
+    ) -> Tensor:
+        """``(forward(x) + bias_after).argmax(-1)`` over (M, K) ``x`` (``bias_after``: float32
+        (N,), or None), with the columns where ``skip`` (bool (N,)) is true filled with -inf
+        first: the same indices, without writing the (M, N) output where the backend fuses the
+        argmax into its GEMM (greedy decoding)."""
         if self.has_output_qparams or self.activation != "none":
             raise ValueError("forward_argmax needs a layer with an fp32 output and no activation")
         rows, _ = self._float_rows(x)
         input_qp = self.input_qparams if self.mode == "static" else None
-        return self.kernel().linear_argmax(rows, input_qp, self.per_token, skip)
+        return self.kernel().linear_argmax(rows, input_qp, self.per_token, skip, bias_after)
 
     def forward_gelu(self, x: Tensor, output_qp: QParams | None = None) -> Tensor:
         """``gelu(forward(x))`` with eightbit's exact GELU (:func:`eightbit.kernels.gelu`) fused

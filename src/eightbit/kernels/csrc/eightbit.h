@@ -50,6 +50,7 @@ typedef struct {
     int32_t zp, lo, hi;       /* requant, GELU_U8: output zero point and clamp bounds */
     float q_scale;            /* GELU_U8: output scale */
     const uint8_t *skip;      /* ARGMAX: (n,) nonzero = the column counts as -inf, or NULL */
+    const float *bias_after;  /* ARGMAX: (n,) added after bias_f, a second rounding, or NULL */
 } eb_epilogue;
 
 /* How to turn the input rows into zero-point-free int16 pairs. */
@@ -226,11 +227,12 @@ int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k
 int eb_linear_f32_static_kind(int kind, const float *x, float scale, int32_t zp, int32_t qmin,
                               int32_t qmax, int64_t m, int64_t k, const int8_t *packed,
                               const int8_t *quad, int seven, int64_t n, const float *w_scale,
-                              const float *bias, void *out, const uint8_t *skip, int nthreads);
+                              const float *bias, void *out, const uint8_t *skip,
+                              const float *bias_after, int nthreads);
 int eb_linear_f32_dynamic_kind(int kind, const float *x, int per_row, int64_t m, int64_t k,
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, void *out,
-                               const uint8_t *skip, int nthreads);
+                               const uint8_t *skip, const float *bias_after, int nthreads);
 
 /* quant.c, exported */
 void eb_quantize_u8(const float *x, int64_t count, float scale, int32_t zp, int32_t qmin,

@@ -288,6 +288,8 @@ void eb_epilogue_tile(const eb_epilogue *e, const int32_t *c, int64_t row, int64
                 __m256 v = _mm256_mul_ps(
                     _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(ci + 8 * h))), s);
                 if (e->bias_f) v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias_f + col + 8 * h));
+                if (e->bias_after)
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias_after + col + 8 * h));
                 if (e->kind == EB_OUT_F32_GELU || e->kind == EB_OUT_U8_GELU) v = eb_gelu8(v);
                 if (e->kind == EB_OUT_U8_GELU) {
                     q[h] = eb_quant8(v, _mm256_set1_ps(e->q_scale), _mm256_set1_ps((float)e->zp));
@@ -681,18 +683,19 @@ int eb_linear_f32_static(const float *x, float scale, int32_t zp, int32_t qmin, 
                          int64_t n, const float *w_scale,
                           const float *bias, float *out, int nthreads) {
     return eb_linear_f32_static_kind(EB_OUT_F32, x, scale, zp, qmin, qmax, m, k, packed, quad,
-                                     seven, n, w_scale, bias, out, NULL, nthreads);
+                                     seven, n, w_scale, bias, out, NULL, NULL, nthreads);
 }
 
 /* eb_linear_f32_static with a float epilogue kind: EB_OUT_F32, or EB_OUT_ARGMAX (out: eb_best
- * (m, ceil(n / 16)), skip as in eb_epilogue). */
+ * (m, ceil(n / 16)), skip and bias_after as in eb_epilogue). */
 int eb_linear_f32_static_kind(int kind, const float *x, float scale, int32_t zp, int32_t qmin,
                               int32_t qmax, int64_t m, int64_t k, const int8_t *packed,
                               const int8_t *quad, int seven, int64_t n, const float *w_scale,
-                              const float *bias, void *out, const uint8_t *skip, int nthreads) {
+                              const float *bias, void *out, const uint8_t *skip,
+                              const float *bias_after, int nthreads) {
     eb_input in = {EB_IN_F32_STATIC, x, zp, scale, qmin, qmax, NULL, NULL};
     eb_epilogue e = {kind, out, n, NULL, scale, w_scale, bias, NULL, NULL, NULL, 0, 0, 0, 0.0f,
-                     skip};
+                     skip, bias_after};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
@@ -702,7 +705,7 @@ static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, 
                               const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                               const float *w_scale, const float *bias, void *out,
                               float *row_scale, int32_t *row_zp, const uint8_t *skip,
-                              int nthreads) {
+                              const float *bias_after, int nthreads) {
     if (!row_scale || !row_zp) { /* caller does not want them (all) back */
         float *buf = (float *)eb_scratch(2, (size_t)(m > 0 ? m : 1) * 8);
         if (!buf) return -1;
@@ -725,7 +728,7 @@ static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, 
         }
     }
     eb_epilogue e = {kind, out, n, row_scale, 1.0f, w_scale, bias, NULL, NULL, NULL, 0, 0, 0,
-                     0.0f, skip};
+                     0.0f, skip, bias_after};
     return eb_gemm(&in, m, k, packed, quad, seven, n, &e, nthreads);
 }
 
@@ -733,9 +736,9 @@ static int linear_f32_dynamic(int kind, const float *x, int per_row, int64_t m, 
 int eb_linear_f32_dynamic_kind(int kind, const float *x, int per_row, int64_t m, int64_t k,
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, void *out,
-                               const uint8_t *skip, int nthreads) {
+                               const uint8_t *skip, const float *bias_after, int nthreads) {
     return linear_f32_dynamic(kind, x, per_row, m, k, packed, quad, seven, n, w_scale, bias, out,
-                              NULL, NULL, skip, nthreads);
+                              NULL, NULL, skip, bias_after, nthreads);
 }
 
 int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
@@ -743,7 +746,7 @@ int eb_linear_f32_dynamic(const float *x, int per_row, int64_t m, int64_t k,
                           const float *w_scale, const float *bias, float *out, float *row_scale,
                           int32_t *row_zp, int nthreads) {
     return linear_f32_dynamic(EB_OUT_F32, x, per_row, m, k, packed, quad, seven, n, w_scale, bias,
-                              out, row_scale, row_zp, NULL, nthreads);
+                              out, row_scale, row_zp, NULL, NULL, nthreads);
 }
 
 /* eb_linear_f32_dynamic followed by eightbit's exact GELU (gelu.c), in the epilogue. */
@@ -751,7 +754,7 @@ int eb_linear_f32_dynamic_gelu(const float *x, int per_row, int64_t m, int64_t k
                                const int8_t *packed, const int8_t *quad, int seven, int64_t n,
                                const float *w_scale, const float *bias, float *out, int nthreads) {
     return linear_f32_dynamic(EB_OUT_F32_GELU, x, per_row, m, k, packed, quad, seven, n, w_scale,
-                              bias, out, NULL, NULL, NULL, nthreads);
+                              bias, out, NULL, NULL, NULL, NULL, nthreads);
 }
 
 /* eb_linear_f32_static followed by eightbit's exact GELU (gelu.c), in the epilogue; out_scale > 0:

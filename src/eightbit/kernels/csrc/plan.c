@@ -42,20 +42,22 @@ int eb_plan_dynamic_gelu(const eb_plan *p, const float *x, int64_t m, float *out
                                       p->w_scale, p->bias, out, nthreads);
 }
 
-/* Greedy search's next tokens: out[r] = argmax_j (x @ W.T)[r, j] over the columns not in skip
+/* Greedy search's next tokens: out[r] = argmax_j logits[r, j] over the columns not in skip
  * (skip: (n,) nonzero = suppressed, as -inf; or NULL), first maximum, a NaN counting as the
- * largest, as torch.argmax of the logits. The logits are computed tile by tile exactly as
- * eb_plan_static / eb_plan_dynamic compute them and never stored; best holds (m, ceil(n / 16))
- * per-panel maxima. dynamic: the plan's dynamic (1) or static (0) activation quantization. */
+ * largest, as torch.argmax. logits: what eb_plan_static / eb_plan_dynamic compute, plus
+ * bias_after (n,) when not NULL (a second addition, as adding a logits bias to their output),
+ * tile by tile, never stored; best holds (m, ceil(n / 16)) per-panel maxima. dynamic: the
+ * plan's dynamic (1) or static (0) activation quantization. */
 int eb_plan_argmax(const eb_plan *p, int dynamic, const float *x, int64_t m, const uint8_t *skip,
-                   eb_best *best, int64_t *out, int nthreads) {
+                   const float *bias_after, eb_best *best, int64_t *out, int nthreads) {
     int status = dynamic ? eb_linear_f32_dynamic_kind(EB_OUT_ARGMAX, x, p->per_row, m, p->k,
                                                       p->packed, p->quad, p->seven, p->n,
-                                                      p->w_scale, p->bias, best, skip, nthreads)
+                                                      p->w_scale, p->bias, best, skip, bias_after,
+                                                      nthreads)
                          : eb_linear_f32_static_kind(EB_OUT_ARGMAX, x, p->scale, p->zp, p->qmin,
                                                      p->qmax, m, p->k, p->packed, p->quad,
                                                      p->seven, p->n, p->w_scale, p->bias, best,
-                                                     skip, nthreads);
+                                                     skip, bias_after, nthreads);
     if (status != 0) return status;
     int64_t panels = (p->n + 15) / 16;
     for (int64_t r = 0; r < m; r++) {
