@@ -626,3 +626,10 @@ def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n):
     assert bool((nan_plan.static_argmax(x, 0.02, 120) == n // 3).all())
     skip[n // 3] = True
     assert bool((nan_plan.static_argmax(x, 0.02, 120, skip=skip) == n - 2).all())
+
+
+def test_plan_argmax_refuses_zero_columns():
+    """No column, no maximum: a clear error instead of reading the empty per-panel buffer."""
+    plan = native.LinearPlan(native.pack_weight(torch.zeros(0, 8, dtype=torch.int8)), torch.ones(0))
+    with pytest.raises(ValueError, match="zero output columns"):
+        plan.static_argmax(torch.zeros(3, 8), 0.1, 0)

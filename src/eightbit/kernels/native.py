@@ -957,6 +957,8 @@ class LinearPlan:
     ) -> Tensor:
         m, px = _check_input(x, "x", torch.float32, self.packed)
         n = self.packed.n
+        if n == 0:
+            raise ValueError("argmax over zero output columns is undefined (the weight has N=0)")
         skip_ptr = None if skip is None else _ptr(skip, "skip", torch.bool, 1)
         after_ptr = None if bias_after is None else _ptr(bias_after, "bias_after", torch.float32, 1)
         for name, t in (("skip", skip), ("bias_after", bias_after)):

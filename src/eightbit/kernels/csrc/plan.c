@@ -59,13 +59,13 @@ int eb_plan_argmax(const eb_plan *p, int dynamic, const float *x, int64_t m, con
                                                      p->seven, p->n, p->w_scale, p->bias, best,
                                                      skip, bias_after, nthreads);
     if (status != 0) return status;
-    int64_t panels = (p->n + 15) / 16;
+    int64_t panels = (p->n + 15) / 16; /* >= 1: the caller rejects n == 0 (no argmax) */
     for (int64_t r = 0; r < m; r++) {
         const eb_best *row = best + r * panels;
         eb_best b = row[0];
         for (int64_t q = 1; q < panels && !isnan(b.value); q++)
             if (isnan(row[q].value) || row[q].value > b.value) b = row[q];
-        out[r] = p->n > 0 ? b.index : 0;
+        out[r] = b.index;
     }
     return 0;
 }
