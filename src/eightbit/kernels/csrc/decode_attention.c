@@ -37,10 +37,16 @@ typedef struct {
     int64_t idx_rs, idx_ts;
     float *out;
     int64_t out_rs, out_hs;
-    int64_t heads, t, hd;
+    int64_t rows, heads, t, hd;
     float scale;
     int failed;
 } dattn_job;
+
+/* Prefetch (into L2) n keys' or values' head vectors of hd floats at base + off[i]. */
+static inline void prefetch_vectors(const float *base, const int64_t *off, int64_t n, int64_t hd) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t d = 0; d < hd; d += 16) _mm_prefetch((const char *)(base + off[i] + d), _MM_HINT_T1);
+}
 
 /* lanes < n set */
 static inline __m256i tail_mask8(int64_t n) {
@@ -218,20 +224,29 @@ static void dattn_row(void *ctx, int64_t r) {
     int64_t t = jb->t, hd = jb->hd, heads = jb->heads, tp = (t + 15) & ~(int64_t)15;
     int wide = eb_vnni_enabled, width = wide ? 16 : 8;
     int64_t chunks = hd / width, nslots = heads * chunks;
-    size_t bytes = 2 * t * sizeof(int64_t) + (heads * tp + heads) * sizeof(float) +
+    size_t bytes = 4 * t * sizeof(int64_t) + (heads * tp + heads) * sizeof(float) +
                    (nslots + heads * 2) * sizeof(slot);
     char *buf = (char *)eb_scratch(1, bytes);
     if (!buf) {
         __atomic_store_n(&jb->failed, 1, __ATOMIC_RELAXED);
         return;
     }
-    int64_t *koff = (int64_t *)buf, *voff = koff + t;
-    float *sc = (float *)(voff + t), *sums = sc + heads * tp;
+    int64_t *koff = (int64_t *)buf, *voff = koff + t, *next_k = voff + t, *next_v = next_k + t;
+    float *sc = (float *)(next_v + t), *sums = sc + heads * tp;
     slot *slots = (slot *)(sums + heads), *tails = slots + nslots;
     for (int64_t j = 0; j < t; j++) {
         int64_t row = jb->idx ? jb->idx[r * jb->idx_rs + j * jb->idx_ts] : r;
         koff[j] = row * jb->k_rs + j * jb->k_ts;
         voff[j] = row * jb->v_rs + j * jb->v_ts;
+    }
+    /* Decoding reads each row's K/V once per step, from memory more often than from cache (a
+     * step's other layers and GEMMs evict them), in short runs that the hardware prefetchers
+     * pick up late: while row r computes, the next row's keys and values are fetched. */
+    int64_t next = r + 1 < jb->rows ? r + 1 : -1;
+    for (int64_t j = 0; next >= 0 && j < t; j++) {
+        int64_t row = jb->idx ? jb->idx[next * jb->idx_rs + j * jb->idx_ts] : next;
+        next_k[j] = row * jb->k_rs + j * jb->k_ts;
+        next_v[j] = row * jb->v_rs + j * jb->v_ts;
     }
     const float *mask = jb->mask ? jb->mask + r * jb->mask_rs : NULL;
     __m256i tail = tail_mask8(hd % 8);
@@ -242,6 +257,7 @@ static void dattn_row(void *ctx, int64_t r) {
         float *e = sc + h * tp;
         for (int64_t j = 0; j < t; j += 8) {
             int64_t nk = t - j < 8 ? t - j : 8;
+            if (next >= 0) prefetch_vectors(kh, next_k + j, nk, hd);
             __m256 s = wide ? dot8_512(q, kh, koff + j, nk, hd, tail)
                             : dot8(q, kh, koff + j, nk, hd, tail);
             s = _mm256_mul_ps(s, scale);
@@ -251,6 +267,7 @@ static void dattn_row(void *ctx, int64_t r) {
         for (int64_t j = t; j < tp; j++) e[j] = -INFINITY;
         sums[h] = wide ? softmax_exps_512(e, tp) : softmax_exps(e, tp);
         const float *vh = jb->v + h * jb->v_hs;
+        if (next >= 0) prefetch_vectors(vh, next_v, t, hd);
         float *out = jb->out + r * jb->out_rs + h * jb->out_hs;
         for (int64_t c = 0; c < chunks; c++)
             slots[h * chunks + c] = (slot){vh + c * width, e, out + c * width, sums[h]};
@@ -278,7 +295,7 @@ int eb_decode_attention(const float *q, int64_t q_rs, int64_t q_hs, const float 
     if (rows <= 0 || heads <= 0 || t <= 0 || hd <= 0) return 0;
     dattn_job jb = {q,    q_rs, q_hs, k,      k_rs,   k_hs,   k_ts,  v,  v_rs,
                     v_hs, v_ts, mask, mask_rs, idx,    idx_rs, idx_ts, out, out_rs,
-                    out_hs, heads, t, hd, scale, 0};
+                    out_hs, rows, heads, t, hd, scale, 0};
     if (rows * heads * t * hd < MIN_PARALLEL_WORK) nthreads = 1;
     eb_parallel(nthreads < 1 ? 1 : nthreads, rows, dattn_row, &jb);
     return jb.failed ? -1 : 0;
