@@ -1,23 +1,74 @@
-"""Parallel workers: results in input order, threads shared out and restored."""
+"""Parallel workers: results in input order, threads shared out and restored, forked processes
+by default (threads where the process cannot fork, or when asked)."""
+
+import os
+import threading
 
 import pytest
 import torch
 
-from eightbit.data.parallel import default_workers, map_in_workers
+from eightbit.data import parallel
+from eightbit.data.parallel import WORKER_KINDS, can_fork, default_workers, map_in_workers
 from eightbit.errors import EightbitError
 
+needs_fork = pytest.mark.skipif(not can_fork(), reason="this process cannot fork")
 
+
+@pytest.mark.parametrize("kind", WORKER_KINDS)
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_results_come_back_in_input_order(workers):
+def test_results_come_back_in_input_order(workers, kind):
     items = list(range(23))
-    assert list(map_in_workers(lambda x: x * x, items, workers)) == [x * x for x in items]
+    got = list(map_in_workers(lambda x: x * x, items, workers, kind=kind))
+    assert got == [x * x for x in items]
 
 
-def test_each_worker_gets_its_share_of_the_threads():
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_each_worker_gets_its_share_of_the_threads(kind):
     before = torch.get_num_threads()
-    seen = list(map_in_workers(lambda _: torch.get_num_threads(), range(4), 2, total_threads=2))
+    seen = list(
+        map_in_workers(lambda _: torch.get_num_threads(), range(4), 2, total_threads=2, kind=kind)
+    )
     assert seen == [1, 1, 1, 1]
     assert torch.get_num_threads() == before
+
+
+@needs_fork
+def test_process_workers_are_other_processes_and_tensors_round_trip():
+    items = [torch.arange(6).view(2, 3) + i for i in range(5)]
+    results = list(map_in_workers(lambda t: (os.getpid(), t * 2), items, 2))
+    assert {pid for pid, _ in results} - {os.getpid()} == {pid for pid, _ in results}
+    for item, (_, doubled) in zip(items, results, strict=True):
+        assert torch.equal(doubled, item * 2)
+
+
+@needs_fork
+def test_thread_workers_stay_in_this_process():
+    pids = set(map_in_workers(lambda _: os.getpid(), range(6), 2, kind="thread"))
+    assert pids == {os.getpid()}
+
+
+def test_process_kind_falls_back_to_threads_where_forking_is_impossible(monkeypatch):
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
+    seen = list(map_in_workers(lambda _: (os.getpid(), threading.get_ident()), range(6), 2))
+    assert {pid for pid, _ in seen} == {os.getpid()}
+    assert threading.get_ident() not in {ident for _, ident in seen}
+
+
+@needs_fork
+def test_an_error_in_a_process_worker_is_raised_here():
+    def fail_on_three(x):
+        if x == 3:
+            raise ValueError(f"bad item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="bad item 3"):
+        list(map_in_workers(fail_on_three, range(6), 2))
+    assert not parallel._forked_fns  # the table entry is gone with the pool
+
+
+def test_unknown_worker_kind_is_a_user_error():
+    with pytest.raises(EightbitError, match="worker kind"):
+        list(map_in_workers(str, [1, 2], 2, kind="fiber"))
 
 
 def test_default_is_one_single_threaded_worker_per_thread():
