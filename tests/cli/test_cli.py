@@ -57,6 +57,20 @@ def test_model_directory_without_tokenizer_is_rejected(tmp_path):
     assert main(["--quiet", "translate", str(tmp_path)]) == 2
 
 
+def test_worker_kind_option(capsys):
+    from eightbit.cli.decoding import decoding_options
+
+    args = build_parser().parse_args(["translate", "model", "--worker-kind", "thread"])
+    assert decoding_options(args)["worker_kind"] == "thread"
+    assert decoding_options(build_parser().parse_args(["translate", "model"]))["worker_kind"] == (
+        "process"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["translate", "model", "--worker-kind", "fiber"])
+    assert exit_info.value.code == 2
+    assert "--worker-kind" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option", ["--workers", "--batch-tokens", "--max-sentences"])
 def test_decoding_options_must_be_positive(option, capsys):
     with pytest.raises(SystemExit) as exit_info:

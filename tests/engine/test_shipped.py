@@ -83,6 +83,18 @@ def test_int8_native_decode_attention_tokens_equal_generate(
         assert torch.equal(engine(batch, beam, limit), expected)
 
 
+def test_process_and_thread_workers_translate_alike(shipped, shipped_int8, test_pairs):
+    _, tokenizer = shipped
+    sources = [s for s, _ in test_pairs]
+    options = {"workers": 2, "batch_tokens": 200, "progress": False}  # several batches each
+    with_kind = {
+        kind: translate(shipped_int8, tokenizer, sources, worker_kind=kind, **options)
+        for kind in ("process", "thread")
+    }
+    assert with_kind["process"] == with_kind["thread"]
+    assert len(with_kind["process"]) == len(sources)
+
+
 def test_int8_translations_and_bleu_equal_generate(shipped, shipped_int8, test_pairs):
     _, tokenizer = shipped
     int8 = shipped_int8

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from eightbit.cli.common import positive_int
+from eightbit.data.parallel import WORKER_KINDS
 from eightbit.models.marian import BATCH_TOKENS, BEAM_BATCH_TOKENS, ENGINES, MAX_SENTENCES
 
 
@@ -34,9 +35,16 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=None,
-        help="parallel decoding workers: threads sharing the cores (default one per core, one "
+        help="parallel decoding workers sharing the cores (default one per core, one "
         "thread each), or with --ray "
         "Ray actors (default: the cluster's CPUs / --threads-per-worker)",
+    )
+    p.add_argument(
+        "--worker-kind",
+        default="process",
+        choices=WORKER_KINDS,
+        help="process: forked workers, each with its own interpreter (default; threads where "
+        "the OS cannot fork); thread: threads of this process, which share one GIL",
     )
 
 
@@ -47,4 +55,5 @@ def decoding_options(args: argparse.Namespace) -> dict[str, Any]:
         "batch_tokens": args.batch_tokens,
         "max_sentences": args.max_sentences,
         "workers": args.workers,
+        "worker_kind": args.worker_kind,
     }

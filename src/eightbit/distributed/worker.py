@@ -34,6 +34,7 @@ def translate_shard(
         batch_tokens=settings.batch_tokens,
         max_sentences=settings.max_sentences,
         engine=settings.engine,
+        worker_kind="thread",  # no forking inside a Ray actor (its gRPC threads are not fork-safe)
         progress=False,
     )
 

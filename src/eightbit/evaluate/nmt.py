@@ -54,6 +54,7 @@ class NmtEvalConfig:
     batch_tokens: int | None = None  # default_batch_tokens(beam)
     max_sentences: int = MAX_SENTENCES
     workers: int | None = None  # one per intra-op thread
+    worker_kind: str = "process"  # forked workers (data.parallel.map_in_workers)
     progress: bool = True
 
 
@@ -78,6 +79,7 @@ def _evaluate(
         batch_tokens=config.batch_tokens,
         max_sentences=config.max_sentences,
         workers=config.workers,
+        worker_kind=config.worker_kind,
         progress=config.progress,
     )
     seconds = time.perf_counter() - start

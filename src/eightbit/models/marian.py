@@ -195,11 +195,14 @@ def translate(
     max_sentences: int | None = MAX_SENTENCES,
     engine: str = "eightbit",
     workers: int | None = None,
+    worker_kind: str = "process",
     progress: bool = True,
 ) -> list[Translation]:
     """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
     ``workers`` parallel workers, default one per intra-op thread; output in input order).
-    ``batch_tokens``: default :func:`default_batch_tokens` of ``beam``."""
+    ``batch_tokens``: default :func:`default_batch_tokens` of ``beam``. ``worker_kind``:
+    "process" (forked workers, each with its own interpreter) or "thread"
+    (:func:`eightbit.data.parallel.map_in_workers`)."""
     generate = batch_generator(model, engine)
     max_positions = model.config.max_position_embeddings
     eos = model.config.eos_token_id
@@ -215,7 +218,7 @@ def translate(
         return generate(enc, beam, limit)
 
     outputs = []
-    results = map_in_workers(decode, encoded, workers)
+    results = map_in_workers(decode, encoded, workers, kind=worker_kind)
     for ids in progress_bar(results, "translating", "batch", progress, total=len(batches)):
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         hit = [not bool((row[1:] == eos).any()) for row in ids]
