@@ -12,12 +12,13 @@ with 2 threads on a quiet machine, and 2-25x faster on a loaded one, greedy and 
 
 Workers are forked processes by default (``kind="process"``), threads where this process cannot
 fork. A decoder step is dozens of small ops, each a Python call that takes the GIL and gives it
-back, so two worker threads keep waiting for each other: with 2 worker threads the shipped
-model's greedy decoding used 1.73 of the 2 cores and 37% more CPU time than one worker for the
-same sentences, while two separate processes each ran at 93-98% of their speed alone. Forked
-workers share the model's memory (copy-on-write: only batches and results are pickled) and each
-has its own interpreter: 9% less wall time greedy, 7% less with beam 4 (README, "Parallel
-workers"). ``kind="thread"`` keeps ``fn`` in this process (its side effects stay visible).
+back, so two worker threads wait for each other: in one measurement 2 worker threads used 1.73
+of the 2 cores and 37% more CPU time than one worker for the same sentences, while two separate
+processes each ran at 93-98% of their speed alone. Forked workers share the model's memory
+(copy-on-write: only batches and results are pickled) and each has its own interpreter: on the
+shipped INT8 model, 3-16% less wall time than threads greedy and 3-7% with beam 4 (same-process
+A/B runs, README "Decoding engine"), about 50 ms more per call for the forks.
+``kind="thread"`` keeps ``fn`` in this process (its side effects stay visible).
 """
 
 from __future__ import annotations
