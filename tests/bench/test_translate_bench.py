@@ -116,6 +116,7 @@ def test_report_schema_and_markdown():
     )
     report = run_translate_benchmark(config)
     assert report["threads"] == 2 and set(report["models"]) == {"shipped", "base"}
+    assert report["worker_kind"] == "process"
     seen = {(r["model"], r["engine"], r["precision"], r["beam"]) for r in report["results"]}
     everything = {
         (m, e, p, b) for m in ("shipped", "base") for e in ENGINES for p in PRECISIONS for b in (2,)
@@ -135,6 +136,7 @@ def test_report_schema_and_markdown():
     markdown = to_markdown(report)
     assert markdown.count("| engine | precision | beam | sentences | tokens/s |") == 2
     assert "**shipped**" in markdown and "**base**" in markdown
+    assert "eightbit and `hf` workers: forked processes" in markdown
     hf_rows = [line for line in markdown.splitlines() if line.startswith("| hf | FP32 |")]
     assert len(hf_rows) == 2 and all("| 1.00x |" in line for line in hf_rows)
     # the engine is token-identical to generate of the same model: the run shows it
@@ -166,8 +168,9 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
     out, md = tmp_path / "t.json", tmp_path / "t.md"
     args = ["--quiet", "bench", "translate", "--models", "shipped", "--test-size", "3"]
     args += ["--beams", "1", "--engines", "ctranslate2", "--json", str(out), "--markdown", str(md)]
-    assert main(args) == 0
+    assert main([*args, "--worker-kind", "thread"]) == 0
     data = json.loads(out.read_text())
+    assert data["worker_kind"] == "thread"
     assert {(r["engine"], r["precision"]) for r in data["results"]} == {
         ("ctranslate2", "fp32"),
         ("ctranslate2", "int8"),

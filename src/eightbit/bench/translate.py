@@ -72,6 +72,7 @@ class TranslateBenchConfig:
     base_source_tokens: int = 20
     calibration_size: int = 600
     repeats: int = 3  # timed runs per engine, interleaved; rows report the median
+    worker_kind: str = "process"  # eightbit and HF workers (data.parallel.map_in_workers)
     backend: str = "auto"
     progress: bool = True
     base_arch: MarianArchitecture = field(default=TRANSFORMER_BASE)
@@ -95,10 +96,13 @@ def generated_tokens(
     ]
 
 
-def _translate_runner(model: nn.Module, tokenizer: Any, engine: str, beam: int) -> Runner:
+def _translate_runner(
+    model: nn.Module, tokenizer: Any, engine: str, beam: int, worker_kind: str
+) -> Runner:
     return lambda sentences: translate(
-        model, tokenizer, sentences, beam=beam, engine=engine, progress=False
-    )
+        model, tokenizer, sentences, beam=beam, engine=engine, worker_kind=worker_kind,
+        progress=False,
+    )  # fmt: skip
 
 
 @dataclass
@@ -130,7 +134,9 @@ def _build_engines(workload: Workload, config: TranslateBenchConfig, tmp: Path) 
                 if engine == "ctranslate2":
                     runner = _ct2_runner(translators[precision], tokenizer, beam, max_positions)
                 else:
-                    runner = _translate_runner(models[precision], tokenizer, engine, beam)
+                    runner = _translate_runner(
+                        models[precision], tokenizer, engine, beam, config.worker_kind
+                    )
                 runners[(engine, precision, beam)] = runner
     return _Engines(runners, tokenizer, max_positions)
 
@@ -284,6 +290,7 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
         "benchmark": "translate",
         "threads": config.threads,
         "repeats": config.repeats,
+        "worker_kind": config.worker_kind,
         "machine": machine_info("transformers", "ctranslate2"),
         "models": models,
         "results": results,

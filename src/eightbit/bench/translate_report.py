@@ -83,6 +83,9 @@ def _agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+_WORKERS = {"process": "forked processes", "thread": "threads"}
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -90,7 +93,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"ctranslate2 {machine.get('ctranslate2', '-')}. tokens/s: generated target tokens "
         "(EOS included) per wall second, tokenization included, median of "
         f"{report.get('repeats', 1)} runs taken in turns; higher is better. "
-        "`hf` INT8 is eightbit's INT8 model under Hugging Face `generate`.",
+        "`hf` INT8 is eightbit's INT8 model under Hugging Face `generate`. eightbit and `hf` "
+        f"workers: {_WORKERS.get(report.get('worker_kind', 'thread'))}; CTranslate2: its "
+        "replicas.",
         "",
     ]
     for name, model in report["models"].items():

@@ -11,6 +11,7 @@ from eightbit.cli.common import (
     _write_outputs,
     positive_int,
 )
+from eightbit.data.parallel import WORKER_KINDS
 
 
 def add_report_options(p: argparse.ArgumentParser, table: str = "table") -> None:
@@ -82,6 +83,7 @@ def _bench_translate(args: argparse.Namespace) -> int:
         base_source_tokens=args.base_source_tokens,
         calibration_size=args.calibration_size,
         repeats=args.repeats,
+        worker_kind=args.worker_kind,
         backend=args.backend,
         progress=not args.quiet,
     )
@@ -200,6 +202,12 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=3,
         help="timed runs per engine, taken in turns; rows report the median (default 3)",
+    )
+    p.add_argument(
+        "--worker-kind",
+        default="process",
+        choices=WORKER_KINDS,
+        help="eightbit and HF workers: forked processes (default) or threads",
     )
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_translate)
