@@ -42,6 +42,51 @@ int eb_plan_dynamic_gelu(const eb_plan *p, const float *x, int64_t m, float *out
                                       p->w_scale, p->bias, out, nthreads);
 }
 
+/* The index of the first maximum of a row's per-panel maxima (NaN the largest, the first NaN
+ * winning), 8 panels at a time: each lane keeps its first maximum (panels q, q + 8, ... in
+ * column order; a later one replaces it only when strictly larger), then the smallest index
+ * among the lanes that hold the largest value. A scan one panel at a time took about 2 ns a
+ * panel, 50 us a step for 48 rows x 500 panels of an 8k vocabulary. */
+static int32_t first_best(const eb_best *row, int64_t panels) {
+    eb_best b = row[0];
+    int64_t q = 1;
+    if (panels >= 8) {
+        const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        __m256 bv = _mm256_setzero_ps();
+        __m256i bi = _mm256_setzero_si256();
+        for (q = 0; q + 8 <= panels; q += 8) {
+            __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps((const float *)(row + q)), even_odd);
+            __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps((const float *)(row + q + 4)),
+                                                 even_odd); /* values then indices, 4 + 4 each */
+            __m256 v = _mm256_permute2f128_ps(lo, hi, 0x20);
+            __m256i ix = _mm256_castps_si256(_mm256_permute2f128_ps(lo, hi, 0x31));
+            if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) /* none before q */
+                for (int64_t j = q;; j++)
+                    if (isnan(row[j].value)) return row[j].index;
+            if (q == 0) {
+                bv = v;
+                bi = ix;
+                continue;
+            }
+            __m256 gt = _mm256_cmp_ps(v, bv, _CMP_GT_OQ);
+            bv = _mm256_blendv_ps(bv, v, gt);
+            bi = _mm256_castps_si256(
+                _mm256_blendv_ps(_mm256_castsi256_ps(bi), _mm256_castsi256_ps(ix), gt));
+        }
+        float value[8];
+        int32_t index[8];
+        _mm256_storeu_ps(value, bv);
+        _mm256_storeu_si256((__m256i *)index, bi);
+        b = (eb_best){value[0], index[0]};
+        for (int l = 1; l < 8; l++)
+            if (value[l] > b.value || (value[l] == b.value && index[l] < b.index))
+                b = (eb_best){value[l], index[l]};
+    }
+    for (; q < panels && !isnan(b.value); q++) /* the rest, in column order */
+        if (isnan(row[q].value) || row[q].value > b.value) b = row[q];
+    return b.index;
+}
+
 /* Greedy search's next tokens: out[r] = argmax_j logits[r, j] over the columns not in skip
  * (skip: (n,) nonzero = suppressed, as -inf; or NULL), first maximum, a NaN counting as the
  * largest, as torch.argmax. logits: what eb_plan_static / eb_plan_dynamic compute, plus
@@ -60,12 +105,6 @@ int eb_plan_argmax(const eb_plan *p, int dynamic, const float *x, int64_t m, con
                                                      skip, bias_after, nthreads);
     if (status != 0) return status;
     int64_t panels = (p->n + 15) / 16; /* >= 1: the caller rejects n == 0 (no argmax) */
-    for (int64_t r = 0; r < m; r++) {
-        const eb_best *row = best + r * panels;
-        eb_best b = row[0];
-        for (int64_t q = 1; q < panels && !isnan(b.value); q++)
-            if (isnan(row[q].value) || row[q].value > b.value) b = row[q];
-        out[r] = b.index;
-    }
+    for (int64_t r = 0; r < m; r++) out[r] = first_best(best + r * panels, panels);
     return 0;
 }
