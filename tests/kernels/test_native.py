@@ -592,9 +592,10 @@ def test_linear_dynamic_seven_bit_matches_composition(per_row, m, k, n):
 @pytest.mark.parametrize(
     ("m", "k", "n"), [(1, 64, 100), (5, 37, 33), (40, 256, 1000), (70, 300, 517)]
 )
-def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n):
+def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n, isa):
     """The fused argmax epilogue: torch.argmax of what static_fp32 / dynamic write, suppressed
-    columns as -inf, a NaN logit (from a NaN bias) winning unless suppressed, ties to the first."""
+    columns as -inf, a NaN logit (from a NaN bias) winning unless suppressed, ties to the first,
+    on each kernel path (AVX2 epilogue, AVX-512 tile epilogue, AMX)."""
     g = torch.Generator().manual_seed(m + n)
     w = rand_w(n, k, g)
     w[n - 3] = w[n // 2]  # a tie, later in the row
@@ -626,6 +627,35 @@ def test_plan_argmax_equals_argmax_of_the_written_output(m, k, n):
     assert bool((nan_plan.static_argmax(x, 0.02, 120) == n // 3).all())
     skip[n // 3] = True
     assert bool((nan_plan.static_argmax(x, 0.02, 120, skip=skip) == n - 2).all())
+
+
+@pytest.mark.parametrize("n", [16 * 8, 16 * 8 + 5, 1000, 16 * 64])
+def test_plan_argmax_first_maximum_among_many_ties(n, isa):
+    """Logits that are exactly the bias (zero weights): values from a small set, so maxima tie
+    within a panel, across panels of the same and of different reduction lanes, and in the
+    tail; rows with everything suppressed (-inf everywhere: the first column, as torch.argmax);
+    a NaN in a late panel. The per-row reduction over panels is vectorized 8 panels at a time."""
+    g = torch.Generator().manual_seed(n)
+    k, m = 32, 6
+    plan_for = lambda bias: native.LinearPlan(  # noqa: E731
+        native.pack_weight(torch.zeros(n, k, dtype=torch.int8)), torch.ones(n), bias
+    )
+    x = torch.randn(m, k, generator=g)
+    for trial in range(20):
+        bias = torch.randint(-2, 3, (n,), generator=g).float()
+        if trial % 5 == 0:
+            bias[torch.randint(0, n, (3,), generator=g)] = 7.0  # a few far-apart maxima
+        skip = torch.rand(n, generator=g) < 0.3
+        plan = plan_for(bias)
+        logits = bias.expand(m, n)
+        assert torch.equal(plan.static_argmax(x, 0.05, 100), logits.argmax(-1))
+        want = logits.masked_fill(skip, float("-inf")).argmax(-1)
+        assert torch.equal(plan.static_argmax(x, 0.05, 100, skip=skip), want)
+        assert torch.equal(plan.dynamic_argmax(x, skip=skip), want)
+    everything = torch.ones(n, dtype=torch.bool)
+    assert bool((plan.static_argmax(x, 0.05, 100, skip=everything) == 0).all())
+    bias[n - 20] = float("nan")
+    assert bool((plan_for(bias).static_argmax(x, 0.05, 100) == n - 20).all())
 
 
 def test_plan_argmax_refuses_zero_columns():
