@@ -63,7 +63,7 @@ def test_worker_kind_option(capsys):
     args = build_parser().parse_args(["translate", "model", "--worker-kind", "thread"])
     assert decoding_options(args)["worker_kind"] == "thread"
     assert decoding_options(build_parser().parse_args(["translate", "model"]))["worker_kind"] == (
-        "process"
+        "auto"
     )
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["translate", "model", "--worker-kind", "fiber"])

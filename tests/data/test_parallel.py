@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from eightbit.data import parallel
-from eightbit.data.parallel import WORKER_KINDS, can_fork, default_workers, map_in_workers
+from eightbit.data.parallel import (
+    AUTO_PROCESS_ITEMS,
+    WORKER_KINDS,
+    can_fork,
+    default_workers,
+    map_in_workers,
+)
 from eightbit.errors import EightbitError
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="this process cannot fork")
@@ -35,7 +41,7 @@ def test_each_worker_gets_its_share_of_the_threads(kind):
 @needs_fork
 def test_process_workers_are_other_processes_and_tensors_round_trip():
     items = [torch.arange(6).view(2, 3) + i for i in range(5)]
-    results = list(map_in_workers(lambda t: (os.getpid(), t * 2), items, 2))
+    results = list(map_in_workers(lambda t: (os.getpid(), t * 2), items, 2, kind="process"))
     assert {pid for pid, _ in results} - {os.getpid()} == {pid for pid, _ in results}
     for item, (_, doubled) in zip(items, results, strict=True):
         assert torch.equal(doubled, item * 2)
@@ -49,7 +55,9 @@ def test_thread_workers_stay_in_this_process():
 
 def test_process_kind_falls_back_to_threads_where_forking_is_impossible(monkeypatch):
     monkeypatch.setattr(parallel, "can_fork", lambda: False)
-    seen = list(map_in_workers(lambda _: (os.getpid(), threading.get_ident()), range(6), 2))
+    seen = list(
+        map_in_workers(lambda _: (os.getpid(), threading.get_ident()), range(6), 2, kind="process")
+    )
     assert {pid for pid, _ in seen} == {os.getpid()}
     assert threading.get_ident() not in {ident for _, ident in seen}
 
@@ -62,8 +70,16 @@ def test_an_error_in_a_process_worker_is_raised_here():
         return x
 
     with pytest.raises(ValueError, match="bad item 3"):
-        list(map_in_workers(fail_on_three, range(6), 2))
+        list(map_in_workers(fail_on_three, range(6), 2, kind="process"))
     assert not parallel._forked_fns  # the table entry is gone with the pool
+
+
+@needs_fork
+def test_auto_forks_only_for_enough_items_per_worker():
+    few = range(AUTO_PROCESS_ITEMS * 2 - 1)
+    assert set(map_in_workers(lambda _: os.getpid(), few, 2)) == {os.getpid()}
+    many = range(AUTO_PROCESS_ITEMS * 2)
+    assert os.getpid() not in set(map_in_workers(lambda _: os.getpid(), many, 2))
 
 
 def test_unknown_worker_kind_is_a_user_error():

@@ -83,7 +83,11 @@ def _agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-_WORKERS = {"process": "forked processes", "thread": "threads"}
+_WORKERS = {
+    "process": "forked processes",
+    "thread": "threads",
+    "auto": "forked processes for 5+ batches per worker, else threads",
+}
 
 
 def to_markdown(report: dict[str, Any]) -> str:

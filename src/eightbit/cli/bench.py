@@ -207,7 +207,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
         "--worker-kind",
         default="process",
         choices=WORKER_KINDS,
-        help="eightbit and HF workers: forked processes (default) or threads",
+        help="eightbit and HF workers: forked processes (default), threads, or auto",
     )
     _add_common_model_options(p, beam=False)
     p.set_defaults(handler=_bench_translate)

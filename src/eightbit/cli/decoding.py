@@ -41,10 +41,11 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--worker-kind",
-        default="process",
+        default="auto",
         choices=WORKER_KINDS,
-        help="process: forked workers, each with its own interpreter (default; threads where "
-        "the OS cannot fork); thread: threads of this process, which share one GIL",
+        help="process: forked workers, each with its own interpreter (threads where the OS "
+        "cannot fork); thread: threads of this process, which share one GIL; auto (default): "
+        "processes from 5 batches per worker on, where they pay for the forks",
     )
 
 

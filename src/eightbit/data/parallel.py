@@ -1,24 +1,26 @@
 """Run independent batches in parallel workers, each with its share of the intra-op threads.
 
 Bhandare et al. 2019 (section 5) run several small batches side by side instead of one batch
-on every core: a decoder step on a few sentences does not keep many threads busy. Workers are
-threads (PyTorch releases the GIL inside its ops, and the model is shared, not copied);
-results come back in input order.
+on every core: a decoder step on a few sentences does not keep many threads busy. The model is
+shared, not copied; results come back in input order.
 
 By default there is one worker per intra-op thread, each with one thread: on 2 cores, 2 workers
 with 1 thread each decoded the shipped Marian model (d_model 256) 1.3-1.6x faster than 1 worker
 with 2 threads on a quiet machine, and 2-25x faster on a loaded one, greedy and beam 4 (README,
 "Batching defaults"): one step's small ops cannot keep two threads busy, and each waits for both.
 
-Workers are forked processes by default (``kind="process"``), threads where this process cannot
-fork. A decoder step is dozens of small ops, each a Python call that takes the GIL and gives it
-back, so two worker threads wait for each other: in one measurement 2 worker threads used 1.73
-of the 2 cores and 37% more CPU time than one worker for the same sentences, while two separate
-processes each ran at 93-98% of their speed alone. Forked workers share the model's memory
-(copy-on-write: only batches and results are pickled) and each has its own interpreter: on the
-shipped INT8 model, 3-16% less wall time than threads greedy and 3-7% with beam 4 (same-process
-A/B runs, README "Decoding engine"), about 50 ms more per call for the forks.
-``kind="thread"`` keeps ``fn`` in this process (its side effects stay visible).
+Workers are forked processes (``kind="process"``) or threads (``kind="thread"``); the default,
+``kind="auto"``, forks when there are at least :data:`AUTO_PROCESS_ITEMS` items per worker (and
+the process can fork), threads otherwise. A decoder step is dozens of small ops, each a Python
+call that takes the GIL and gives it back, so two worker threads wait for each other: in one
+measurement 2 worker threads used 1.73 of the 2 cores and 37% more CPU time than one worker for
+the same sentences, while two separate processes each ran at 93-98% of their speed alone. Forked
+workers share the model's memory (copy-on-write: only batches and results are pickled) and each
+has its own interpreter: on the shipped INT8 model, 3-16% less wall time than threads greedy and
+3-7% with beam 4 (1,000 sentences, 16 batches; same-process A/B runs, README "Decoding engine"),
+but the forks cost 45-85 ms per call: with 2 workers threads were faster up to 5 batches, even
+at 9, and processes ahead from 12. ``kind="thread"`` keeps ``fn`` in this process (its side
+effects stay visible).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from eightbit.errors import EightbitError
 T = TypeVar("T")
 R = TypeVar("R")
 
-WORKER_KINDS = ("process", "thread")
+WORKER_KINDS = ("auto", "process", "thread")
+AUTO_PROCESS_ITEMS = 5  # per worker: where kind="auto" starts forking (measured break-even ~4.5)
 
 # fn of each running process map, by key: forked workers inherit this table, so fn (often a
 # closure over a model) is never pickled
@@ -76,12 +79,13 @@ def map_in_workers(
     items: Sequence[T],
     workers: int | None = None,
     total_threads: int | None = None,
-    kind: str = "process",
+    kind: str = "auto",
 ) -> Iterator[R]:
     """``fn(item)`` for every item, in order, on ``workers`` workers (default
     :func:`default_workers`) that share ``total_threads`` (default: PyTorch's current count)
     intra-op threads equally. ``kind``: "process" (forked workers; threads where this process
-    cannot fork: :func:`can_fork`) or "thread". One worker runs ``fn`` here, in this thread.
+    cannot fork: :func:`can_fork`), "thread", or "auto" (processes from
+    :data:`AUTO_PROCESS_ITEMS` items per worker on). One worker runs ``fn`` here, in this thread.
     With processes, items and results are pickled, an exception raised by ``fn`` is raised
     here, and ``fn``'s side effects stay in the workers."""
     if kind not in WORKER_KINDS:
@@ -96,6 +100,8 @@ def map_in_workers(
             yield from map(fn, items)
         return
     threads = max(1, total // workers)
+    if kind == "auto":
+        kind = "process" if len(items) >= AUTO_PROCESS_ITEMS * workers else "thread"
     if kind == "process" and can_fork():
         yield from _map_in_processes(fn, items, workers, threads)
         return

@@ -54,7 +54,7 @@ class NmtEvalConfig:
     batch_tokens: int | None = None  # default_batch_tokens(beam)
     max_sentences: int = MAX_SENTENCES
     workers: int | None = None  # one per intra-op thread
-    worker_kind: str = "process"  # forked workers (data.parallel.map_in_workers)
+    worker_kind: str = "auto"  # data.parallel.map_in_workers: processes for many batches
     progress: bool = True
 
 

@@ -195,14 +195,15 @@ def translate(
     max_sentences: int | None = MAX_SENTENCES,
     engine: str = "eightbit",
     workers: int | None = None,
-    worker_kind: str = "process",
+    worker_kind: str = "auto",
     progress: bool = True,
 ) -> list[Translation]:
     """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
     ``workers`` parallel workers, default one per intra-op thread; output in input order).
     ``batch_tokens``: default :func:`default_batch_tokens` of ``beam``. ``worker_kind``:
-    "process" (forked workers, each with its own interpreter) or "thread"
-    (:func:`eightbit.data.parallel.map_in_workers`)."""
+    "process" (forked workers, each with its own interpreter), "thread", or "auto" (processes
+    when there are enough batches to pay for the forks:
+    :func:`eightbit.data.parallel.map_in_workers`)."""
     generate = batch_generator(model, engine)
     max_positions = model.config.max_position_embeddings
     eos = model.config.eos_token_id
