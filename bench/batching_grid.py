@@ -3,13 +3,14 @@
 Times the eightbit engine on the INT8 shipped model (``models/marian-en-es``, kl-independent
 calibration, as ``eightbit bench translate``) over the first test sentences, greedy and beam 4,
 for a small grid of ``batch_tokens`` x ``max_sentences`` x workers (the threads shared out:
-``workers`` x ``threads // workers``). Every configuration runs once per repeat, interleaved
-(repeat 1 of all, then repeat 2 of all), so slow phases of a shared machine hit every
+``workers`` x ``threads // workers``) x worker kind (``auto`` unless given: ``process`` or
+``thread`` compare forked workers with threads). Every configuration runs once per repeat,
+interleaved (repeat 1 of all, then repeat 2 of all), so slow phases of a shared machine hit every
 configuration alike; the table reports each one's best repeat in tokens/s (counted as in
 ``eightbit bench translate``) and its ratio to the fastest configuration of that beam.
 
 Usage: ``python bench/batching_grid.py [--sentences 300] [--threads 2] [--beams 1 4]
-[--repeats 2] [--model DIR] [--grid TOKENS,SENTENCES,WORKERS ...] [--json PATH]
+[--repeats 2] [--model DIR] [--grid TOKENS,SENTENCES,WORKERS[,KIND] ...] [--json PATH]
 [--markdown PATH]``. ``--model``: an INT8 directory saved by ``eightbit quantize`` (default:
 calibrate the shipped FP32 checkpoint first, about 2 minutes).
 """
@@ -25,27 +26,33 @@ import torch
 
 from eightbit.bench.translate import generated_tokens
 from eightbit.bench.translate_workloads import int8_model, shipped_workload
+from eightbit.data.parallel import WORKER_KINDS
 from eightbit.models.marian import load_marian, load_translation_model, translate
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "marian-en-es"
 # workers 1 x 2 threads against 2 x 1, the sentence cap around the default, the token budget
-GRID = (
-    *((4096, sentences, workers) for workers in (1, 2) for sentences in (16, 32, 64, 128)),
-    (2048, 64, 2),
-    (8192, 128, 2),
+Config = tuple[int, int, int, str]  # batch tokens, max sentences, workers, worker kind
+GRID: tuple[Config, ...] = (
+    *((4096, sentences, workers, "auto") for workers in (1, 2) for sentences in (16, 32, 64, 128)),
+    (2048, 64, 2, "auto"),
+    (8192, 128, 2, "auto"),
 )
 
 
-def _config(text: str) -> tuple[int, int, int]:
+def _config(text: str) -> Config:
+    parts = text.split(",")
+    kind = parts.pop() if len(parts) == 4 else "auto"
     try:
-        tokens, sentences, workers = (int(part) for part in text.split(","))
+        tokens, sentences, workers = (int(part) for part in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected TOKENS,SENTENCES,WORKERS, got {text!r}"
+            f"expected TOKENS,SENTENCES,WORKERS[,KIND], got {text!r}"
         ) from None
     if min(tokens, sentences, workers) < 1:
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return tokens, sentences, workers
+    if kind not in WORKER_KINDS:
+        raise argparse.ArgumentTypeError(f"KIND: expected one of {', '.join(WORKER_KINDS)}")
+    return tokens, sentences, workers, kind
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
@@ -61,11 +68,11 @@ def measure(args: argparse.Namespace) -> list[dict]:
     rows = []
     for beam in args.beams:
         translate(model, tokenizer, sentences[:4], beam=beam, progress=False)  # warm-up
-        best: dict[tuple[int, int, int], float] = {}
+        best: dict[Config, float] = {}
         tokens = 0
         for _ in range(args.repeats):
             for config in args.grid:
-                batch_tokens, max_sentences, workers = config
+                batch_tokens, max_sentences, workers, kind = config
                 start = time.perf_counter()
                 outputs = translate(
                     model,
@@ -75,13 +82,14 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     batch_tokens=batch_tokens,
                     max_sentences=max_sentences,
                     workers=workers,
+                    worker_kind=kind,
                     progress=False,
                 )
                 seconds = time.perf_counter() - start
                 tokens = sum(generated_tokens(tokenizer, sentences, outputs, max_positions))
                 best[config] = min(best.get(config, float("inf")), seconds)
         fastest = min(best.values())
-        for (batch_tokens, max_sentences, workers), seconds in best.items():
+        for (batch_tokens, max_sentences, workers, kind), seconds in best.items():
             rows.append(
                 {
                     "beam": beam,
@@ -89,6 +97,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     "max_sentences": max_sentences,
                     "workers": workers,
                     "threads_per_worker": max(1, args.threads // workers),
+                    "worker_kind": kind,
                     "seconds": round(seconds, 3),
                     "tokens_per_s": round(tokens / seconds, 1),
                     "vs_fastest": round(fastest / seconds, 3),
@@ -103,12 +112,14 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f"{args.sentences} test sentences, {args.threads} threads in total, best of "
         f"{args.repeats} interleaved repeats. tokens/s as in `eightbit bench translate`.",
         "",
-        "| beam | batch tokens | max sentences | workers x threads | tokens/s | vs fastest |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| beam | batch tokens | max sentences | workers x threads | kind | tokens/s "
+        "| vs fastest |",
+        "|---:|---:|---:|---:|---|---:|---:|",
     ]
     lines += [
         f"| {r['beam']} | {r['batch_tokens']} | {r['max_sentences']} | {r['workers']} x "
-        f"{r['threads_per_worker']} | {r['tokens_per_s']:.1f} | {r['vs_fastest']:.2f}x |"
+        f"{r['threads_per_worker']} | {r['worker_kind']} | {r['tokens_per_s']:.1f} | "
+        f"{r['vs_fastest']:.2f}x |"
         for r in rows
     ]
     return "\n".join(lines) + "\n"
