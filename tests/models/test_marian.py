@@ -83,7 +83,7 @@ def test_tokenizer_that_does_not_fit_the_model_is_rejected(model_dir, tmp_path):
         load_marian(broken)
 
 
-@pytest.mark.parametrize(("beam", "budget"), [(1, 4096), (2, 2048)])
+@pytest.mark.parametrize(("beam", "budget"), [(1, 3072), (2, 2048)])
 def test_translate_packs_by_the_default_budget_of_its_beam(model_dir, monkeypatch, beam, budget):
     from eightbit.models import marian
 
