@@ -218,6 +218,15 @@ static void weighted_sum_tail(const slot *s, int64_t n, const int64_t *voff, int
     _mm256_maskstore_ps(s->out, lanes, _mm256_div_ps(acc, _mm256_set1_ps(s->sum)));
 }
 
+/* Where query row r reads key/value j (element offsets into k and v), for j < t. */
+static void row_offsets(const dattn_job *jb, int64_t r, int64_t *koff, int64_t *voff) {
+    for (int64_t j = 0; j < jb->t; j++) {
+        int64_t row = jb->idx ? jb->idx[r * jb->idx_rs + j * jb->idx_ts] : r;
+        koff[j] = row * jb->k_rs + j * jb->k_ts;
+        voff[j] = row * jb->v_rs + j * jb->v_ts;
+    }
+}
+
 /* All heads of query row r. */
 static void dattn_row(void *ctx, int64_t r) {
     dattn_job *jb = (dattn_job *)ctx;
@@ -234,20 +243,12 @@ static void dattn_row(void *ctx, int64_t r) {
     int64_t *koff = (int64_t *)buf, *voff = koff + t, *next_k = voff + t, *next_v = next_k + t;
     float *sc = (float *)(next_v + t), *sums = sc + heads * tp;
     slot *slots = (slot *)(sums + heads), *tails = slots + nslots;
-    for (int64_t j = 0; j < t; j++) {
-        int64_t row = jb->idx ? jb->idx[r * jb->idx_rs + j * jb->idx_ts] : r;
-        koff[j] = row * jb->k_rs + j * jb->k_ts;
-        voff[j] = row * jb->v_rs + j * jb->v_ts;
-    }
+    row_offsets(jb, r, koff, voff);
     /* Decoding reads each row's K/V once per step, from memory more often than from cache (a
      * step's other layers and GEMMs evict them), in short runs that the hardware prefetchers
      * pick up late: while row r computes, the next row's keys and values are fetched. */
     int64_t next = r + 1 < jb->rows ? r + 1 : -1;
-    for (int64_t j = 0; next >= 0 && j < t; j++) {
-        int64_t row = jb->idx ? jb->idx[next * jb->idx_rs + j * jb->idx_ts] : next;
-        next_k[j] = row * jb->k_rs + j * jb->k_ts;
-        next_v[j] = row * jb->v_rs + j * jb->v_ts;
-    }
+    if (next >= 0) row_offsets(jb, next, next_k, next_v);
     const float *mask = jb->mask ? jb->mask + r * jb->mask_rs : NULL;
     __m256i tail = tail_mask8(hd % 8);
     __m256 scale = _mm256_set1_ps(jb->scale);
