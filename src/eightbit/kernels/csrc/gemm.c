@@ -280,8 +280,8 @@ EB_AVX512 static inline eb_best best_row16(const eb_epilogue *e, const int32_t *
 /* best_row16 for the mr rows of a tile (one call: the rows' reductions overlap) */
 EB_AVX512 static void best_tile16(const eb_epilogue *e, const int32_t *c, int64_t row, int64_t col,
                                   int mr, int nr) {
-    eb_best *out = (eb_best *)e->out + row * ((e->n + 15) / 16) + col / 16;
-    int64_t stride = (e->n + 15) / 16;
+    int64_t stride = (e->n + 15) / 16; /* panels: eb_best entries per row */
+    eb_best *out = (eb_best *)e->out + row * stride + col / 16;
     for (int i = 0; i < mr; i++)
         out[i * stride] =
             best_row16(e, c + 16 * i, e->row_scale ? e->row_scale[row + i] : e->row_scale_const,
