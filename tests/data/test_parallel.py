@@ -1,5 +1,6 @@
-"""Parallel workers: results in input order, threads shared out and restored, forked processes
-by default (threads where the process cannot fork, or when asked)."""
+"""Parallel workers: results in input order, threads shared out and restored; forked processes
+or threads, "auto" forking only for enough items per worker (threads where the process cannot
+fork)."""
 
 import os
 import threading

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eightbit.data.parallel import AUTO_PROCESS_ITEMS
 from eightbit.evaluate.report import markdown_table
 
 HEADERS = [
@@ -86,7 +87,7 @@ def _agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
 _WORKERS = {
     "process": "forked processes",
     "thread": "threads",
-    "auto": "forked processes for 5+ batches per worker, else threads",
+    "auto": f"forked processes for {AUTO_PROCESS_ITEMS}+ batches per worker, else threads",
 }
 
 

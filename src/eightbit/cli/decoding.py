@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from eightbit.cli.common import positive_int
-from eightbit.data.parallel import WORKER_KINDS
+from eightbit.data.parallel import AUTO_PROCESS_ITEMS, WORKER_KINDS
 from eightbit.models.marian import BATCH_TOKENS, BEAM_BATCH_TOKENS, ENGINES, MAX_SENTENCES
 
 
@@ -45,7 +45,7 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         choices=WORKER_KINDS,
         help="process: forked workers, each with its own interpreter (threads where the OS "
         "cannot fork); thread: threads of this process, which share one GIL; auto (default): "
-        "processes from 5 batches per worker on, where they pay for the forks",
+        f"processes from {AUTO_PROCESS_ITEMS} batches per worker on, where they pay for the forks",
     )
 
 
