@@ -12,9 +12,11 @@ from eightbit.data import parallel
 from eightbit.data.parallel import (
     AUTO_PROCESS_ITEMS,
     WORKER_KINDS,
+    ForkedPool,
     can_fork,
     default_workers,
     map_in_workers,
+    uses_processes,
 )
 from eightbit.errors import EightbitError
 
@@ -98,3 +100,59 @@ def test_default_is_one_single_threaded_worker_per_thread():
 def test_zero_workers_is_a_user_error():
     with pytest.raises(EightbitError, match="workers"):
         list(map_in_workers(str, [1], 0))
+
+
+@needs_fork
+def test_a_forked_pool_keeps_its_workers_from_one_map_to_the_next():
+    with ForkedPool(lambda _: os.getpid(), 2) as pool:
+        first = set(pool.map(range(8)))
+        second = set(pool.map(range(8)))
+    assert os.getpid() not in first
+    assert second <= first  # the same processes, not new forks
+
+
+@needs_fork
+def test_a_forked_pool_sees_memory_as_it_was_at_its_first_map():
+    state = {"weights": 1}
+    with ForkedPool(lambda _: state["weights"], 2) as pool:
+        assert list(pool.map(range(4))) == [1] * 4
+        state["weights"] = 2  # changed here, after the workers forked
+        assert list(pool.map(range(4))) == [1] * 4
+    with ForkedPool(lambda _: state["weights"], 2) as fresh:
+        assert list(fresh.map(range(4))) == [2] * 4
+
+
+@needs_fork
+def test_a_forked_pool_survives_an_error_and_cannot_be_used_once_closed():
+    def fail_on_three(x):
+        if x == 3:
+            raise ValueError(f"bad item {x}")
+        return x
+
+    pool = ForkedPool(fail_on_three, 2)
+    with pytest.raises(ValueError, match="bad item 3"):
+        list(pool.map(range(6)))
+    assert list(pool.map([4, 5])) == [4, 5]
+    pool.close()
+    assert not parallel._forked_fns  # fn is released with the pool
+    with pytest.raises(EightbitError, match="closed"):
+        list(pool.map([1]))
+    pool.close()  # closing twice is harmless
+
+
+def test_a_forked_pool_where_forking_is_impossible_is_an_error(monkeypatch):
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
+    with pytest.raises(EightbitError, match="cannot fork"):
+        ForkedPool(str, 2)
+
+
+def test_when_workers_are_processes(monkeypatch):
+    many = AUTO_PROCESS_ITEMS * 2
+    if can_fork():
+        assert uses_processes("process", 1, 2)
+        assert uses_processes("auto", many, 2)
+    assert not uses_processes("auto", many - 1, 2)
+    assert not uses_processes("thread", many, 2)
+    assert not uses_processes("process", many, 1)  # one worker runs in the calling thread
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
+    assert not uses_processes("process", many, 2)
