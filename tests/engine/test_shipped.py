@@ -18,6 +18,7 @@ from eightbit.evaluate.nmt import sample_calibration_sources
 from eightbit.kernels import native
 from eightbit.models.common import encode_batch
 from eightbit.models.marian import (
+    Translator,
     batch_generator,
     calibration_batches,
     calibration_run,
@@ -86,13 +87,16 @@ def test_int8_native_decode_attention_tokens_equal_generate(
 def test_process_and_thread_workers_translate_alike(shipped, shipped_int8, test_pairs):
     _, tokenizer = shipped
     sources = [s for s, _ in test_pairs]
-    options = {"workers": 2, "batch_tokens": 200, "progress": False}  # several batches each
+    options = {"batch_tokens": 200, "progress": False}  # several batches each
     with_kind = {
-        kind: translate(shipped_int8, tokenizer, sources, worker_kind=kind, **options)
+        kind: translate(shipped_int8, tokenizer, sources, worker_kind=kind, workers=2, **options)
         for kind in ("process", "thread")
     }
     assert with_kind["process"] == with_kind["thread"]
     assert len(with_kind["process"]) == len(sources)
+    with Translator(shipped_int8, tokenizer, workers=2, worker_kind="process") as translator:
+        kept = [translator.translate(sources, **options) for _ in range(2)]  # workers reused
+    assert kept == [with_kind["thread"]] * 2
 
 
 def test_int8_translations_and_bleu_equal_generate(shipped, shipped_int8, test_pairs):

@@ -1,5 +1,6 @@
 """The Marian adapter end to end on a tiny model built from a config and a local vocabulary."""
 
+import gc
 import json
 
 import pytest
@@ -7,9 +8,11 @@ import torch
 
 import eightbit
 from eightbit.config import QuantConfig
+from eightbit.data.parallel import can_fork
 from eightbit.evaluate.nmt import NmtEvalConfig, run_nmt_eval, write_reports
 from eightbit.models.marian import (
     ModelLoadError,
+    Translator,
     calibration_batches,
     calibration_run,
     load_marian,
@@ -20,6 +23,8 @@ from eightbit.models.marian import (
 from eightbit.nn import QuantLinear
 from tests.helpers import TINY_PAIRS as PAIRS
 from tests.helpers import tiny_marian_dir
+
+needs_fork = pytest.mark.skipif(not can_fork(), reason="this process cannot fork")
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +120,72 @@ def test_one_tokenizer_pass_gives_each_batch_what_encode_batch_gives(model_dir):
         for key in expected:
             assert got[key].dtype == expected[key].dtype
             assert torch.equal(got[key], expected[key]), key
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """Counts the worker pools :class:`Translator` forks."""
+    from eightbit.data.parallel import ForkedPool
+    from eightbit.models import marian
+
+    made = []
+
+    class Counted(ForkedPool):
+        def __init__(self, *args, **kwargs):
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(marian, "ForkedPool", Counted)
+    return made
+
+
+@needs_fork
+def test_a_translator_forks_once_and_translates_as_translate_does(model_dir, forks):
+    model, tokenizer = load_marian(model_dir)
+    sources = [s for s, _ in PAIRS] + ["", " ".join(s for s, _ in PAIRS) * 3]  # one truncated
+    options = {"batch_tokens": 48, "progress": False}  # several batches per worker
+    expected = translate(model, tokenizer, sources, worker_kind="thread", workers=2, **options)
+    assert not forks
+    with Translator(model, tokenizer, workers=2, worker_kind="process") as translator:
+        first = translator.translate(sources, **options)  # tokenized here, then forks
+        again = translator.translate(sources, **options)  # tokenized in the workers
+        few = translator.translate(sources[:1], progress=False)
+    assert len(forks) == 1
+    assert first == again == expected
+    assert few == expected[:1]
+
+
+@needs_fork
+def test_a_closed_or_dropped_translator_stops_its_workers(model_dir, forks):
+    from eightbit.data import parallel
+
+    model, tokenizer = load_marian(model_dir)
+    sources = [s for s, _ in PAIRS[:4]]
+    translator = Translator(model, tokenizer, workers=2, worker_kind="process")
+    first = translator.translate(sources, progress=False)
+    translator.close()
+    assert not parallel._forked_fns
+    assert translator.translate(sources, progress=False) == first  # new workers
+    assert len(forks) == 2
+    del translator
+    gc.collect()
+    assert not parallel._forked_fns
+
+
+def test_auto_and_thread_translators_do_not_fork_for_few_batches(model_dir, forks):
+    model, tokenizer = load_marian(model_dir)
+    for kind in ("auto", "thread"):
+        with Translator(model, tokenizer, workers=2, worker_kind=kind) as translator:
+            translator.translate([s for s, _ in PAIRS[:4]], progress=False)
+    assert not forks
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"worker_kind": "fiber"}, "worker kind"), ({"workers": 0}, "workers"),
+     ({"engine": "onnx"}, "engine")],
+)  # fmt: skip
+def test_bad_translator_options_are_user_errors(model_dir, options, message):
+    model, tokenizer = load_marian(model_dir)
+    with pytest.raises(eightbit.EightbitError, match=message):
+        Translator(model, tokenizer, **options)

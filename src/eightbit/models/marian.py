@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from eightbit.data.batching import pack_by_tokens, restore_order
-from eightbit.data.parallel import map_in_workers
+from eightbit.data.parallel import (
+    ForkedPool,
+    check_worker_kind,
+    check_workers,
+    default_workers,
+    map_in_workers,
+    uses_processes,
+)
 from eightbit.errors import EightbitError
 from eightbit.models.common import (
     ModelLoadError,
@@ -106,6 +114,11 @@ def default_batch_tokens(beam: int) -> int:
     return BATCH_TOKENS if beam == 1 else BEAM_BATCH_TOKENS
 
 
+def token_ids(tokenizer: Any, sentences: Sequence[str], max_positions: int) -> list[list[int]]:
+    """Every sentence's token ids, truncated to ``max_positions`` (as the model sees them)."""
+    return tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
+
+
 def tokenized_batches(
     tokenizer: Any,
     sentences: Sequence[str],
@@ -113,9 +126,9 @@ def tokenized_batches(
     batch_tokens: int,
     max_sentences: int | None,
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """Every sentence's token ids (truncated to ``max_positions``, as the model sees them) and
-    the length-sorted, token-packed batches of sentence indices :func:`translate` decodes."""
-    ids = tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
+    """Every sentence's :func:`token_ids` and the length-sorted, token-packed batches of
+    sentence indices :func:`translate` decodes."""
+    ids = token_ids(tokenizer, sentences, max_positions)
     return ids, pack_by_tokens([len(row) for row in ids], batch_tokens, max_sentences)
 
 
@@ -185,6 +198,121 @@ def generate_batch(
         )
 
 
+class Translator:
+    """Translate sentences with one model over many calls, e.g. a service or a benchmark.
+
+    Each call tokenizes, sorts the sentences by length, packs them into token-budget batches
+    and decodes the batches on ``workers`` parallel workers (default one per intra-op thread),
+    which also detokenize; the output is in input order. ``engine``: "eightbit" (its decoding
+    plan is built once, here) or "hf" (``generate``). ``worker_kind``: "process" (forked
+    workers, each with its own interpreter), "thread", or "auto" (processes once a call has
+    enough batches to pay for the forks: :func:`eightbit.data.parallel.uses_processes`).
+
+    Forked workers start at the first call that uses them and stay until :meth:`close` (or the
+    end of a ``with`` block), so later calls skip the forks (45-85 ms each on 2 cores) and
+    tokenize in the workers too. Like the decoding plan, they hold the model as it was when
+    they started: make a new ``Translator`` after changing the model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        engine: str = "eightbit",
+        workers: int | None = None,
+        worker_kind: str = "auto",
+    ) -> None:
+        check_worker_kind(worker_kind)
+        if workers is not None:
+            check_workers(workers)
+        self._work = _TranslationWork(
+            batch_generator(model, engine),
+            tokenizer,
+            model.config.max_position_embeddings,
+            model.config.eos_token_id,
+        )
+        self._workers = workers
+        self._kind = worker_kind
+        self._pool: ForkedPool[tuple[str, Any], Any] | None = None
+        self._close_pool: weakref.finalize | None = None
+
+    def translate(
+        self,
+        sentences: Sequence[str],
+        *,
+        beam: int = 1,
+        batch_tokens: int | None = None,
+        max_sentences: int | None = MAX_SENTENCES,
+        progress: bool = True,
+    ) -> list[Translation]:
+        """Translations of ``sentences``, in their order. ``batch_tokens``: default
+        :func:`default_batch_tokens` of ``beam``."""
+        if batch_tokens is None:
+            batch_tokens = default_batch_tokens(beam)
+        ids = self._token_ids(sentences)
+        batches = pack_by_tokens([len(row) for row in ids], batch_tokens, max_sentences)
+        tasks = [("decode", ([ids[i] for i in batch], beam)) for batch in batches]
+        results = self._map(tasks)
+        outputs = progress_bar(results, "translating", "batch", progress, total=len(batches))
+        return restore_order(batches, list(outputs))
+
+    def close(self) -> None:
+        """Stop the worker processes, if any started; calls after this fork new ones."""
+        if self._close_pool is not None:
+            self._close_pool()
+        self._pool = self._close_pool = None
+
+    def __enter__(self) -> Translator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _token_ids(self, sentences: Sequence[str]) -> list[list[int]]:
+        if self._pool is None:  # no workers yet: tokenized here, in one thread
+            return self._work.tokenize(sentences)
+        share = -(-len(sentences) // self._pool.workers)
+        chunks = [sentences[i : i + share] for i in range(0, len(sentences), share)]
+        return [row for rows in self._pool.map([("tokenize", c) for c in chunks]) for row in rows]
+
+    def _map(self, tasks: list[tuple[str, Any]]) -> Iterator[list[Translation]]:
+        if self._pool is None:
+            workers = self._workers or default_workers(len(tasks))
+            if not uses_processes(self._kind, len(tasks), workers):
+                return map_in_workers(self._work, tasks, workers, kind="thread")
+            threads = max(1, torch.get_num_threads() // workers)
+            self._pool = ForkedPool(self._work, workers, threads)
+            self._close_pool = weakref.finalize(self, self._pool.close)
+        return self._pool.map(tasks)
+
+
+@dataclass(frozen=True)
+class _TranslationWork:
+    """A :class:`Translator` worker's job: ``("tokenize", sentences)`` -> their token ids, or
+    ``("decode", (token ids of a batch, beam))`` -> the batch's translations."""
+
+    generate: Callable[[dict[str, Tensor], int, int], Tensor]
+    tokenizer: Any
+    max_positions: int
+    eos: int
+
+    def __call__(self, task: tuple[str, Any]) -> Any:
+        kind, payload = task
+        return self.tokenize(payload) if kind == "tokenize" else self.decode(*payload)
+
+    def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
+        return token_ids(self.tokenizer, sentences, self.max_positions)
+
+    def decode(self, rows: list[list[int]], beam: int) -> list[Translation]:
+        batch = dict(self.tokenizer.pad({"input_ids": rows}, return_tensors="pt"))
+        limit = max_new_tokens_for(batch["input_ids"].shape[1], self.max_positions)
+        ids = self.generate(batch, beam, limit)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        hit = [not bool((row[1:] == self.eos).any()) for row in ids]
+        return [Translation(t.strip(), h) for t, h in zip(texts, hit, strict=True)]
+
+
 def translate(
     model: nn.Module,
     tokenizer: Any,
@@ -198,33 +326,18 @@ def translate(
     worker_kind: str = "auto",
     progress: bool = True,
 ) -> list[Translation]:
-    """Translate ``sentences`` (length-sorted, token-packed batches decoded by ``engine`` on
-    ``workers`` parallel workers, default one per intra-op thread; output in input order).
-    ``batch_tokens``: default :func:`default_batch_tokens` of ``beam``. ``worker_kind``:
-    "process" (forked workers, each with its own interpreter), "thread", or "auto" (processes
-    when there are enough batches to pay for the forks:
-    :func:`eightbit.data.parallel.map_in_workers`)."""
-    generate = batch_generator(model, engine)
-    max_positions = model.config.max_position_embeddings
-    eos = model.config.eos_token_id
-    if batch_tokens is None:
-        batch_tokens = default_batch_tokens(beam)
-    # tokenized here, in one thread: workers only decode
-    batches, encoded = _encoded_batches(
-        tokenizer, sentences, max_positions, batch_tokens, max_sentences
-    )
-
-    def decode(enc: dict[str, Tensor]) -> Tensor:
-        limit = max_new_tokens_for(enc["input_ids"].shape[1], max_positions)
-        return generate(enc, beam, limit)
-
-    outputs = []
-    results = map_in_workers(decode, encoded, workers, kind=worker_kind)
-    for ids in progress_bar(results, "translating", "batch", progress, total=len(batches)):
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        hit = [not bool((row[1:] == eos).any()) for row in ids]
-        outputs.append([Translation(t.strip(), bool(h)) for t, h in zip(texts, hit, strict=True)])
-    return restore_order(batches, outputs)
+    """Translate ``sentences`` once: a :class:`Translator` (see it for the options) for one
+    call."""
+    with Translator(
+        model, tokenizer, engine=engine, workers=workers, worker_kind=worker_kind
+    ) as translator:
+        return translator.translate(
+            sentences,
+            beam=beam,
+            batch_tokens=batch_tokens,
+            max_sentences=max_sentences,
+            progress=progress,
+        )
 
 
 def translate_lines(
