@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from eightbit.bench.ct2_peer import (
     convert_checkpoint,
@@ -44,7 +43,7 @@ from eightbit.bench.translate_workloads import (
 )
 from eightbit.errors import EightbitError
 from eightbit.evaluate.metrics import translation_scores
-from eightbit.models.marian import Translation, load_marian, max_new_tokens_for, translate
+from eightbit.models.marian import Translation, Translator, load_marian, max_new_tokens_for
 from eightbit.models.marian_build import MarianArchitecture
 from eightbit.progress import progress as progress_bar
 
@@ -96,22 +95,23 @@ def generated_tokens(
     ]
 
 
-def _translate_runner(
-    model: nn.Module, tokenizer: Any, engine: str, beam: int, worker_kind: str
-) -> Runner:
-    return lambda sentences: translate(
-        model, tokenizer, sentences, beam=beam, engine=engine, worker_kind=worker_kind,
-        progress=False,
-    )  # fmt: skip
+def _translator_runner(translator: Translator, beam: int) -> Runner:
+    return lambda sentences: translator.translate(sentences, beam=beam, progress=False)
 
 
 @dataclass
 class _Engines:
-    """The runners of one workload, keyed by (engine, precision, beam)."""
+    """The runners of one workload, keyed by (engine, precision, beam), and the eightbit and HF
+    translators (with their worker processes) they run on, to close after the workload."""
 
     runners: dict[tuple[str, str, int], Runner]
     tokenizer: Any
     max_positions: int
+    translators: list[Translator]
+
+    def close(self) -> None:
+        for translator in self.translators:
+            translator.close()
 
 
 def _build_engines(workload: Workload, config: TranslateBenchConfig, tmp: Path) -> _Engines:
@@ -123,22 +123,30 @@ def _build_engines(workload: Workload, config: TranslateBenchConfig, tmp: Path) 
         models["int8"] = int8_model(
             workload, model, tokenizer, config.calibration_size, config.backend, config.progress
         )
-    translators = {}
+    ct2 = {}
     if "ctranslate2" in config.engines:
         ct2_dir = convert_checkpoint(workload.model_dir, tmp / f"{workload.name}-ct2")
-        translators = {p: load_translator(ct2_dir, p, config.threads) for p in PRECISIONS}
+        ct2 = {p: load_translator(ct2_dir, p, config.threads) for p in PRECISIONS}
+    # one per engine and precision, for every beam, its workers kept across the runs (as CT2
+    # keeps its replicas): one worker per thread, so the warm-up call starts them
+    ours = {
+        (engine, precision): Translator(
+            models[precision], tokenizer, engine=engine, workers=config.threads,
+            worker_kind=config.worker_kind,
+        )
+        for engine in config.engines if engine != "ctranslate2"
+        for precision in PRECISIONS
+    }  # fmt: skip
     runners: dict[tuple[str, str, int], Runner] = {}
     for beam in config.beams:
         for engine in config.engines:
             for precision in PRECISIONS:
                 if engine == "ctranslate2":
-                    runner = _ct2_runner(translators[precision], tokenizer, beam, max_positions)
+                    runner = _ct2_runner(ct2[precision], tokenizer, beam, max_positions)
                 else:
-                    runner = _translate_runner(
-                        models[precision], tokenizer, engine, beam, config.worker_kind
-                    )
+                    runner = _translator_runner(ours[(engine, precision)], beam)
                 runners[(engine, precision, beam)] = runner
-    return _Engines(runners, tokenizer, max_positions)
+    return _Engines(runners, tokenizer, max_positions, list(ours.values()))
 
 
 def _ct2_runner(translator: Any, tokenizer: Any, beam: int, max_positions: int) -> Runner:
@@ -250,6 +258,28 @@ def _workload(name: str, config: TranslateBenchConfig, tmp: Path) -> Workload:
     raise EightbitError(f"unknown benchmark model {name!r}; expected shipped or base")
 
 
+def _measure(
+    workload: Workload, engines: _Engines, config: TranslateBenchConfig
+) -> list[dict[str, Any]]:
+    """The result rows of one workload: every runner timed ``config.repeats`` times in turns."""
+    name = workload.name
+    runs: dict[tuple[str, str, int], list[float]] = {key: [] for key in engines.runners}
+    outputs: dict[tuple[str, str, int], list[Translation]] = {}
+    turns = [(repeat, key) for repeat in range(config.repeats) for key in runs]
+    for repeat, key in progress_bar(turns, f"bench {name}", "run", config.progress):
+        size = config.hf_test_size if key[0] == "hf" and name == "shipped" else None
+        seconds, outputs[key] = _time_run(workload, engines, key, size, warm=repeat > 0)
+        runs[key].append(seconds)
+    rows = {key: _row(workload, engines, key, outputs[key], runs[key]) for key in runs}
+    for (engine, precision, beam), row in rows.items():
+        hf = outputs.get(("hf", precision, beam))
+        if engine == "eightbit" and hf is not None:
+            key = (engine, precision, beam)
+            ours = _on_hf_sentences(workload, engines, key, outputs, len(hf))
+            row["same_as_hf"] = same_as_hf(ours, hf, workload.references)
+    return list(rows.values())
+
+
 def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
     """Measure every engine, precision and beam on every model; returns the JSON-ready report."""
     if config.repeats < 1:
@@ -260,7 +290,8 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
     if "ctranslate2" in config.engines:
         import_ctranslate2()  # fail before any work when the extra is missing
     torch.set_num_threads(config.threads)
-    results, models = [], {}
+    results: list[dict[str, Any]] = []
+    models = {}
     with tempfile.TemporaryDirectory(prefix="eightbit-bench-") as tmp:
         for name in config.models:
             workload = _workload(name, config, Path(tmp))
@@ -271,21 +302,10 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
                 "int8": workload.int8_method,
                 "forced_tokens": workload.forced_tokens,
             }
-            runs: dict[tuple[str, str, int], list[float]] = {key: [] for key in engines.runners}
-            outputs: dict[tuple[str, str, int], list[Translation]] = {}
-            turns = [(repeat, key) for repeat in range(config.repeats) for key in runs]
-            for repeat, key in progress_bar(turns, f"bench {name}", "run", config.progress):
-                size = config.hf_test_size if key[0] == "hf" and name == "shipped" else None
-                seconds, outputs[key] = _time_run(workload, engines, key, size, warm=repeat > 0)
-                runs[key].append(seconds)
-            rows = {key: _row(workload, engines, key, outputs[key], runs[key]) for key in runs}
-            for (engine, precision, beam), row in rows.items():
-                hf = outputs.get(("hf", precision, beam))
-                if engine == "eightbit" and hf is not None:
-                    key = (engine, precision, beam)
-                    ours = _on_hf_sentences(workload, engines, key, outputs, len(hf))
-                    row["same_as_hf"] = same_as_hf(ours, hf, workload.references)
-            results.extend(rows.values())
+            try:
+                results.extend(_measure(workload, engines, config))
+            finally:
+                engines.close()
     return {
         "benchmark": "translate",
         "threads": config.threads,
