@@ -4,7 +4,9 @@ Times the eightbit engine on the INT8 shipped model (``models/marian-en-es``, kl
 calibration, as ``eightbit bench translate``) over the first test sentences, greedy and beam 4,
 for a small grid of ``batch_tokens`` x ``max_sentences`` x workers (the threads shared out:
 ``workers`` x ``threads // workers``) x worker kind (``auto`` unless given: ``process`` or
-``thread`` compare forked workers with threads). Every configuration runs once per repeat,
+``thread`` compare forked workers with threads; ``kept``: forked workers of one ``Translator``
+kept across the repeats, started by an untimed warm-up, against ``process``'s forks per call).
+Every configuration runs once per repeat,
 interleaved (repeat 1 of all, then repeat 2 of all), so slow phases of a shared machine hit every
 configuration alike; the table reports each one's best repeat in tokens/s (counted as in
 ``eightbit bench translate``) and its ratio to the fastest configuration of that beam.
@@ -27,11 +29,12 @@ import torch
 from eightbit.bench.translate import generated_tokens
 from eightbit.bench.translate_workloads import int8_model, shipped_workload
 from eightbit.data.parallel import WORKER_KINDS
-from eightbit.models.marian import load_marian, load_translation_model, translate
+from eightbit.models.marian import Translator, load_marian, load_translation_model, translate
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "marian-en-es"
 # workers 1 x 2 threads against 2 x 1, the sentence cap around the default, the token budget
 Config = tuple[int, int, int, str]  # batch tokens, max sentences, workers, worker kind
+KEPT = "kept"  # a Translator's workers, kept across calls
 GRID: tuple[Config, ...] = (
     *((4096, sentences, workers, "auto") for workers in (1, 2) for sentences in (16, 32, 64, 128)),
     (2048, 64, 2, "auto"),
@@ -50,8 +53,10 @@ def _config(text: str) -> Config:
         ) from None
     if min(tokens, sentences, workers) < 1:
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    if kind not in WORKER_KINDS:
-        raise argparse.ArgumentTypeError(f"KIND: expected one of {', '.join(WORKER_KINDS)}")
+    if kind not in (*WORKER_KINDS, KEPT):
+        raise argparse.ArgumentTypeError(
+            f"KIND: expected one of {', '.join((*WORKER_KINDS, KEPT))}"
+        )
     return tokens, sentences, workers, kind
 
 
@@ -66,25 +71,29 @@ def measure(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     max_positions = model.config.max_position_embeddings
     rows = []
+    kept = {
+        workers: Translator(model, tokenizer, workers=workers, worker_kind="process")
+        for _, _, workers, kind in args.grid
+        if kind == KEPT
+    }
     for beam in args.beams:
         translate(model, tokenizer, sentences[:4], beam=beam, progress=False)  # warm-up
+        for translator in kept.values():
+            translator.translate(sentences[:4], beam=beam, progress=False)  # starts its workers
         best: dict[Config, float] = {}
         tokens = 0
         for _ in range(args.repeats):
             for config in args.grid:
                 batch_tokens, max_sentences, workers, kind = config
+                options = {"beam": beam, "batch_tokens": batch_tokens, "progress": False}
+                options["max_sentences"] = max_sentences
                 start = time.perf_counter()
-                outputs = translate(
-                    model,
-                    tokenizer,
-                    sentences,
-                    beam=beam,
-                    batch_tokens=batch_tokens,
-                    max_sentences=max_sentences,
-                    workers=workers,
-                    worker_kind=kind,
-                    progress=False,
-                )
+                if kind == KEPT:
+                    outputs = kept[workers].translate(sentences, **options)
+                else:
+                    outputs = translate(
+                        model, tokenizer, sentences, workers=workers, worker_kind=kind, **options
+                    )
                 seconds = time.perf_counter() - start
                 tokens = sum(generated_tokens(tokenizer, sentences, outputs, max_positions))
                 best[config] = min(best.get(config, float("inf")), seconds)
@@ -103,6 +112,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     "vs_fastest": round(fastest / seconds, 3),
                 }
             )
+    for translator in kept.values():
+        translator.close()
     return rows
 
 
