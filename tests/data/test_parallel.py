@@ -1,6 +1,6 @@
 """Parallel workers: results in input order, threads shared out and restored; forked processes
 or threads, "auto" forking only for enough items per worker (threads where the process cannot
-fork)."""
+fork); a forked pool kept across maps, seeing memory as it was when it forked."""
 
 import os
 import threading

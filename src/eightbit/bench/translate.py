@@ -3,6 +3,9 @@
 Engines and precisions: Hugging Face ``generate`` on the FP32 model and on eightbit's INT8 model
 (the quality reference for the fast engine), the eightbit decoding engine (FP32, INT8), and
 CTranslate2 (FP32, INT8, converted from the same checkpoint; :mod:`eightbit.bench.ct2_peer`).
+Each eightbit and HF engine and precision is one :class:`~eightbit.models.marian.Translator`,
+whose workers start in the warm-up and serve every timed run, as a CTranslate2 translator's
+replicas do.
 
 ``tokens_per_s``: generated target tokens (the start token excluded, EOS included) per wall
 second over the whole workload, tokenization and detokenization included, at the median of
