@@ -13,6 +13,7 @@ from eightbit.data.parallel import (
     AUTO_PROCESS_ITEMS,
     WORKER_KINDS,
     ForkedPool,
+    WorkerDiedError,
     can_fork,
     default_workers,
     map_in_workers,
@@ -156,3 +157,17 @@ def test_when_workers_are_processes(monkeypatch):
     assert not uses_processes("process", many, 1)  # one worker runs in the calling thread
     monkeypatch.setattr(parallel, "can_fork", lambda: False)
     assert not uses_processes("process", many, 2)
+
+
+@needs_fork
+def test_a_dead_worker_closes_the_pool_with_a_clear_error():
+    def die_on_two(x):
+        if x == 2:
+            os._exit(1)
+        return x
+
+    pool = ForkedPool(die_on_two, 2)
+    with pytest.raises(WorkerDiedError, match="worker process died"):
+        list(pool.map(range(4)))
+    assert pool.closed
+    assert not parallel._forked_fns

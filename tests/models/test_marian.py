@@ -189,3 +189,37 @@ def test_bad_translator_options_are_user_errors(model_dir, options, message):
     model, tokenizer = load_marian(model_dir)
     with pytest.raises(eightbit.EightbitError, match=message):
         Translator(model, tokenizer, **options)
+
+
+@needs_fork
+def test_a_translator_whose_worker_died_forks_new_workers_next_call(
+    model_dir, forks, monkeypatch, tmp_path
+):
+    import os
+
+    from eightbit.data.parallel import WorkerDiedError
+    from eightbit.models import marian
+
+    flag = tmp_path / "died"
+    real = marian.batch_generator
+
+    def dies_once(model, engine):
+        generate = real(model, engine)
+
+        def run(batch, beam, limit):
+            if not flag.exists():
+                flag.touch()
+                os._exit(1)  # the first worker to decode, once
+            return generate(batch, beam, limit)
+
+        return run
+
+    monkeypatch.setattr(marian, "batch_generator", dies_once)
+    model, tokenizer = load_marian(model_dir)
+    sources = [s for s, _ in PAIRS[:4]]
+    with Translator(model, tokenizer, workers=2, worker_kind="process") as translator:
+        with pytest.raises(WorkerDiedError, match="died"):
+            translator.translate(sources, progress=False)
+        again = translator.translate(sources, progress=False)
+    assert len(forks) == 2
+    assert again == translate(model, tokenizer, sources, worker_kind="thread", progress=False)

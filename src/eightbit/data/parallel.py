@@ -30,6 +30,7 @@ import multiprocessing
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +42,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 WORKER_KINDS = ("auto", "process", "thread")
+
+
+class WorkerDiedError(EightbitError):
+    """A forked worker process ended while it had work (killed, out of memory, a crash)."""
+
+
 AUTO_PROCESS_ITEMS = 5  # per worker: where kind="auto" starts forking (measured break-even ~4.5)
 
 # fn of each running process map, by key: forked workers inherit this table, so fn (often a
@@ -143,7 +150,8 @@ class ForkedPool(Generic[T, R]):
     The workers fork at the first :meth:`map` and hold this process's memory as it was then:
     later changes to what ``fn`` reads (a model's weights) stay unseen by them. Items and
     results are pickled; an exception raised by ``fn`` is raised in the caller. Each worker
-    runs with ``threads`` intra-op threads. Where this process cannot fork
+    runs with ``threads`` intra-op threads. A worker that dies closes the pool and raises
+    :class:`WorkerDiedError` in the caller. Where this process cannot fork
     (:func:`can_fork`), construction raises :class:`EightbitError`.
     """
 
@@ -169,8 +177,17 @@ class ForkedPool(Generic[T, R]):
         # which torch adds its reductions) moves each tensor to a shared-memory file, about
         # 2 ms a tensor
         tasks = [(self._key, pickle.dumps(item, pickle.HIGHEST_PROTOCOL)) for item in items]
-        for result in self._pool.map(_forked_call, tasks):
-            yield pickle.loads(result)
+        try:
+            for result in self._pool.map(_forked_call, tasks):
+                yield pickle.loads(result)
+        except BrokenProcessPool as err:  # a worker died (killed, out of memory, a crash)
+            self.close()
+            raise WorkerDiedError(f"a worker process died ({err}); the pool is closed") from None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (or a worker died, which closes the pool)."""
+        return self._pool is None
 
     def close(self) -> None:
         """Stop the workers (pending items are cancelled); the pool cannot be used again."""

@@ -211,7 +211,9 @@ class Translator:
     Forked workers start at the first call that uses them and stay until :meth:`close` (or the
     end of a ``with`` block), so later calls skip the forks (45-85 ms each on 2 cores) and
     tokenize in the workers too. Like the decoding plan, they hold the model as it was when
-    they started: make a new ``Translator`` after changing the model.
+    they started: make a new ``Translator`` after changing the model. A worker that dies
+    (killed, out of memory) fails its call with
+    :class:`~eightbit.data.parallel.WorkerDiedError`; the next call forks new workers.
     """
 
     def __init__(
@@ -270,13 +272,15 @@ class Translator:
         self.close()
 
     def _token_ids(self, sentences: Sequence[str]) -> list[list[int]]:
-        if self._pool is None:  # no workers yet: tokenized here, in one thread
+        if self._pool is None or self._pool.closed:  # no workers: tokenized here, in one thread
             return self._work.tokenize(sentences)
         share = -(-len(sentences) // self._pool.workers)
         chunks = [sentences[i : i + share] for i in range(0, len(sentences), share)]
         return [row for rows in self._pool.map([("tokenize", c) for c in chunks]) for row in rows]
 
     def _map(self, tasks: list[tuple[str, Any]]) -> Iterator[list[Translation]]:
+        if self._pool is not None and self._pool.closed:  # a worker died: start afresh
+            self.close()
         if self._pool is None:
             workers = self._workers or default_workers(len(tasks))
             if not uses_processes(self._kind, len(tasks), workers):
