@@ -24,6 +24,12 @@ from eightbit.errors import EightbitError
 needs_fork = pytest.mark.skipif(not can_fork(), reason="this process cannot fork")
 
 
+def fail_on_three(x):
+    if x == 3:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
 @pytest.mark.parametrize("kind", WORKER_KINDS)
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_results_come_back_in_input_order(workers, kind):
@@ -68,11 +74,6 @@ def test_process_kind_falls_back_to_threads_where_forking_is_impossible(monkeypa
 
 @needs_fork
 def test_an_error_in_a_process_worker_is_raised_here():
-    def fail_on_three(x):
-        if x == 3:
-            raise ValueError(f"bad item {x}")
-        return x
-
     with pytest.raises(ValueError, match="bad item 3"):
         list(map_in_workers(fail_on_three, range(6), 2, kind="process"))
     assert not parallel._forked_fns  # the table entry is gone with the pool
@@ -125,11 +126,6 @@ def test_a_forked_pool_sees_memory_as_it_was_at_its_first_map():
 
 @needs_fork
 def test_a_forked_pool_survives_an_error_and_cannot_be_used_once_closed():
-    def fail_on_three(x):
-        if x == 3:
-            raise ValueError(f"bad item {x}")
-        return x
-
     pool = ForkedPool(fail_on_three, 2)
     with pytest.raises(ValueError, match="bad item 3"):
         list(pool.map(range(6)))
