@@ -223,3 +223,14 @@ def test_a_translator_whose_worker_died_forks_new_workers_next_call(
         again = translator.translate(sources, progress=False)
     assert len(forks) == 2
     assert again == translate(model, tokenizer, sources, worker_kind="thread", progress=False)
+
+
+@needs_fork
+def test_a_translators_workers_are_one_per_thread_whatever_its_first_call(model_dir, forks):
+    from eightbit.data.parallel import intra_op_threads
+
+    model, tokenizer = load_marian(model_dir)
+    sources = [s for s, _ in PAIRS[:4]]
+    with intra_op_threads(3), Translator(model, tokenizer, worker_kind="process") as translator:
+        translator.translate(sources, batch_tokens=40, progress=False)  # 2 batches
+    assert [pool.workers for pool in forks] == [3]

@@ -213,7 +213,8 @@ class Translator:
     tokenize in the workers too. Like the decoding plan, they hold the model as it was when
     they started: make a new ``Translator`` after changing the model. A worker that dies
     (killed, out of memory) fails its call with
-    :class:`~eightbit.data.parallel.WorkerDiedError`; the next call forks new workers.
+    :class:`~eightbit.data.parallel.WorkerDiedError`; the next call forks new workers. One call
+    at a time: a ``Translator`` is not meant to be shared between threads.
     """
 
     def __init__(
@@ -285,6 +286,8 @@ class Translator:
             workers = self._workers or default_workers(len(tasks))
             if not uses_processes(self._kind, len(tasks), workers):
                 return map_in_workers(self._work, tasks, workers, kind="thread")
+            # sized for later calls too, not this call's batch count: one per thread by default
+            workers = self._workers or torch.get_num_threads()
             threads = max(1, torch.get_num_threads() // workers)
             self._pool = ForkedPool(self._work, workers, threads)
             self._close_pool = weakref.finalize(self, self._pool.close)
