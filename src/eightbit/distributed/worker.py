@@ -1,9 +1,9 @@
 """What a worker runs: load the model once, then translate one shard per call.
 
 Plain Python, no Ray import: :mod:`eightbit.distributed.ray_pool` wraps :class:`ShardTranslator`
-as a Ray actor. Every shard goes through :func:`translate_shard`, which calls
-:func:`eightbit.models.marian.translate`, so a faster decoding engine behind ``translate`` is
-picked up here without change.
+as a Ray actor. Every shard goes through :func:`translate_shard`, on the worker's one
+:class:`eightbit.models.marian.Translator` (the decoding plan built once per worker, not per
+shard), so a faster decoding engine behind it is picked up here without change.
 """
 
 from __future__ import annotations
@@ -13,28 +13,22 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 from eightbit.distributed.plan import ShardSettings
-from eightbit.models.marian import Translation, load_translation_model, translate
+from eightbit.models.marian import Translation, Translator, load_translation_model
 
 
 def translate_shard(
-    model: nn.Module, tokenizer: Any, sentences: Sequence[str], settings: ShardSettings
+    translator: Translator, sentences: Sequence[str], settings: ShardSettings
 ) -> list[Translation]:
     """Translate one shard's sentences (given in length-sorted order) with ``settings``."""
-    return translate(
-        model,
-        tokenizer,
+    return translator.translate(
         sentences,
         beam=settings.beam,
         batch_tokens=settings.batch_tokens,
         max_sentences=settings.max_sentences,
-        engine=settings.engine,
-        worker_kind="thread",  # no forking inside a Ray actor (its gRPC threads are not fork-safe)
         progress=False,
     )
 
@@ -54,10 +48,12 @@ class ShardTranslator:
 
     def __init__(self, model_dir: str, threads: int, settings: ShardSettings):
         torch.set_num_threads(threads)  # this worker's share of its node's cores
-        self.model, self.tokenizer = load_translation_model(Path(model_dir))
+        model, tokenizer = load_translation_model(Path(model_dir))
+        # thread workers: no forking inside a Ray actor (its gRPC threads are not fork-safe)
+        self.translator = Translator(model, tokenizer, engine=settings.engine, worker_kind="thread")
         self.settings = settings
 
     def translate(self, index: int, sentences: list[str]) -> ShardResult:
         """Translate shard ``index``."""
-        outputs = translate_shard(self.model, self.tokenizer, sentences, self.settings)
+        outputs = translate_shard(self.translator, sentences, self.settings)
         return ShardResult(index, outputs, os.getpid(), socket.gethostname())
