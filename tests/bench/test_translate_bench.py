@@ -116,7 +116,7 @@ def test_report_schema_and_markdown():
     )
     report = run_translate_benchmark(config)
     assert report["threads"] == 2 and set(report["models"]) == {"shipped", "base"}
-    assert report["worker_kind"] == "process"
+    assert report["worker_kind"] == "process" and report["workers_kept"] is True
     seen = {(r["model"], r["engine"], r["precision"], r["beam"]) for r in report["results"]}
     everything = {
         (m, e, p, b) for m in ("shipped", "base") for e in ENGINES for p in PRECISIONS for b in (2,)
@@ -134,6 +134,7 @@ def test_report_schema_and_markdown():
             assert row["at_forced_length"] and row["tokens"] == 3 * (2 * SOURCE_TOKENS + 10)
     json.dumps(report)
     markdown = to_markdown(report)
+    assert "forked processes (one `Translator` per engine and precision" in markdown
     assert markdown.count("| engine | precision | beam | sentences | tokens/s |") == 2
     assert "**shipped**" in markdown and "**base**" in markdown
     assert "eightbit and `hf` workers: forked processes" in markdown

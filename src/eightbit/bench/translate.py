@@ -314,6 +314,7 @@ def run_translate_benchmark(config: TranslateBenchConfig) -> dict[str, Any]:
         "threads": config.threads,
         "repeats": config.repeats,
         "worker_kind": config.worker_kind,
+        "workers_kept": True,  # one Translator per engine and precision for all its runs
         "machine": machine_info("transformers", "ctranslate2"),
         "models": models,
         "results": results,

@@ -91,6 +91,9 @@ _WORKERS = {
 }
 
 
+_KEPT = " (one `Translator` per engine and precision, its workers kept across the runs)"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -99,8 +102,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "(EOS included) per wall second, tokenization included, median of "
         f"{report.get('repeats', 1)} runs taken in turns; higher is better. "
         "`hf` INT8 is eightbit's INT8 model under Hugging Face `generate`. eightbit and `hf` "
-        f"workers: {_WORKERS.get(report.get('worker_kind', 'thread'))}; CTranslate2: its "
-        "replicas.",
+        f"workers: {_WORKERS.get(report.get('worker_kind', 'thread'))}"
+        f"{_KEPT if report.get('workers_kept') else ''}; CTranslate2: its replicas.",
         "",
     ]
     for name, model in report["models"].items():
