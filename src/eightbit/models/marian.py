@@ -119,6 +119,11 @@ def token_ids(tokenizer: Any, sentences: Sequence[str], max_positions: int) -> l
     return tokenizer(list(sentences), truncation=True, max_length=max_positions)["input_ids"]
 
 
+def padded(tokenizer: Any, rows: Sequence[list[int]]) -> dict[str, Tensor]:
+    """The model inputs of one batch of token ids: ``input_ids`` and ``attention_mask``, padded."""
+    return dict(tokenizer.pad({"input_ids": list(rows)}, return_tensors="pt"))
+
+
 def tokenized_batches(
     tokenizer: Any,
     sentences: Sequence[str],
@@ -144,11 +149,7 @@ def _encoded_batches(
     ids, batches = tokenized_batches(
         tokenizer, sentences, max_positions, batch_tokens, max_sentences
     )
-    encoded = [
-        dict(tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt"))
-        for batch in batches
-    ]
-    return batches, encoded
+    return batches, [padded(tokenizer, [ids[i] for i in batch]) for batch in batches]
 
 
 ENGINES = ("eightbit", "hf")
@@ -253,6 +254,8 @@ class Translator:
         :func:`default_batch_tokens` of ``beam``."""
         if batch_tokens is None:
             batch_tokens = default_batch_tokens(beam)
+        if self._pool is not None and self._pool.closed:  # a worker died: start afresh
+            self.close()
         ids = self._token_ids(sentences)
         batches = pack_by_tokens([len(row) for row in ids], batch_tokens, max_sentences)
         tasks = [("decode", ([ids[i] for i in batch], beam)) for batch in batches]
@@ -273,15 +276,13 @@ class Translator:
         self.close()
 
     def _token_ids(self, sentences: Sequence[str]) -> list[list[int]]:
-        if self._pool is None or self._pool.closed:  # no workers: tokenized here, in one thread
+        if self._pool is None:  # no workers yet: tokenized here, in one thread
             return self._work.tokenize(sentences)
         share = -(-len(sentences) // self._pool.workers)
         chunks = [sentences[i : i + share] for i in range(0, len(sentences), share)]
         return [row for rows in self._pool.map([("tokenize", c) for c in chunks]) for row in rows]
 
     def _map(self, tasks: list[tuple[str, Any]]) -> Iterator[list[Translation]]:
-        if self._pool is not None and self._pool.closed:  # a worker died: start afresh
-            self.close()
         if self._pool is None:
             workers = self._workers or default_workers(len(tasks))
             if not uses_processes(self._kind, len(tasks), workers):
@@ -312,7 +313,7 @@ class _TranslationWork:
         return token_ids(self.tokenizer, sentences, self.max_positions)
 
     def decode(self, rows: list[list[int]], beam: int) -> list[Translation]:
-        batch = dict(self.tokenizer.pad({"input_ids": rows}, return_tensors="pt"))
+        batch = padded(self.tokenizer, rows)
         limit = max_new_tokens_for(batch["input_ids"].shape[1], self.max_positions)
         ids = self.generate(batch, beam, limit)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
