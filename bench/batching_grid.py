@@ -85,8 +85,12 @@ def measure(args: argparse.Namespace) -> list[dict]:
         for _ in range(args.repeats):
             for config in args.grid:
                 batch_tokens, max_sentences, workers, kind = config
-                options = {"beam": beam, "batch_tokens": batch_tokens, "progress": False}
-                options["max_sentences"] = max_sentences
+                options = {
+                    "beam": beam,
+                    "batch_tokens": batch_tokens,
+                    "max_sentences": max_sentences,
+                    "progress": False,
+                }
                 start = time.perf_counter()
                 if kind == KEPT:
                     outputs = kept[workers].translate(sentences, **options)
