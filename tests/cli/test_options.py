@@ -62,6 +62,7 @@ def test_outlier_scale_is_an_alias_of_plant_outliers():
 
 def test_qat_recipe_options_default_to_the_evaluation_recipe():
     from eightbit.cli.classify import _distill_config
+    from eightbit.evaluate import classify
     from eightbit.evaluate.classify import DEFAULT_QAT_DISTILL, DEFAULT_QAT_FINETUNE
 
     args = build_parser().parse_args(["demo", "--task", "classify"])
@@ -72,6 +73,9 @@ def test_qat_recipe_options_default_to_the_evaluation_recipe():
     )
     labels_only = build_parser().parse_args(["demo", "--qat-distill-weight", "0"])
     assert _distill_config(labels_only) is None
+    assert args.qat_start == classify.DEFAULT_EVAL_CONFIG.qat_start == "finetuned"
+    q8bert = build_parser().parse_args(["demo", "--task", "classify", "--qat-start", "pretrained"])
+    assert q8bert.qat_start == "pretrained"
 
 
 @pytest.mark.parametrize(
@@ -82,6 +86,7 @@ def test_qat_recipe_options_default_to_the_evaluation_recipe():
         ["translate"],
         ["demo", "--task", "classify", "--qat-distill-weight", "1.5"],
         ["demo", "--task", "classify", "--qat-temperature", "0"],
+        ["demo", "--task", "classify", "--qat-start", "scratch"],
     ],
 )
 def test_usage_errors_are_one_line_exit_2_no_traceback(argv):

@@ -91,6 +91,50 @@ def test_unknown_method_is_refused():
         classify.evaluate_task(task, classify.ClassifyEvalConfig(methods=("fp16",)))
 
 
+def _first_query_weight(model):
+    return model.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
+
+
+@pytest.mark.parametrize("start", ["finetuned", "pretrained"])
+def test_qat_starts_from_the_fine_tune_or_from_the_pretrained_encoder(start, tmp_path, monkeypatch):
+    base = write_tiny_bert(tmp_path / "base")
+    model, tokenizer = load_encoder_classifier(base, 2)
+    train = synthetic_split(16)
+    tiny = FinetuneConfig(epochs=1, batch_size=8, max_length=16, threads=1, progress=False)
+    train_classifier(model, tokenizer, train, tiny)
+    starts = []
+
+    def recording(qat, *args, **kwargs):
+        starts.append(_first_query_weight(qat))
+        return train_classifier(qat, *args, **kwargs)
+
+    monkeypatch.setattr(classify, "train_classifier", recording)
+    task = classify.ClassifyTask("toy", model, tokenizer, train, synthetic_split(8, 2), "", base)
+    config = classify.ClassifyEvalConfig(
+        methods=("qat",), batch_size=8, max_length=16, qat_finetune=tiny, qat_start=start,
+        progress=False,
+    )  # fmt: skip
+    (row,) = classify.evaluate_task(task, config)["int8"]
+    pretrained = _first_query_weight(load_encoder_classifier(base, 2)[0])
+    fine_tuned = _first_query_weight(model)
+    assert not torch.equal(pretrained, fine_tuned)
+    assert torch.equal(starts[0], pretrained if start == "pretrained" else fine_tuned)
+    assert row["qat_prediction_agreement"] == 1.0
+
+
+def test_qat_start_is_checked_and_keys_the_qat_cache():
+    task = classify.ClassifyTask("toy", None, None, synthetic_split(2), synthetic_split(2))
+    with pytest.raises(ValueError, match="unknown QAT start"):
+        classify.evaluate_task(task, classify.ClassifyEvalConfig(qat_start="scratch"))
+    with pytest.raises(ValueError, match="needs its base_model"):
+        classify.evaluate_task(task, classify.ClassifyEvalConfig(qat_start="pretrained"))
+    keys = {
+        classify.key_hash(classify._qat_cache_key(task, classify.ClassifyEvalConfig(qat_start=s)))
+        for s in classify.QAT_STARTS
+    }
+    assert len(keys) == 2
+
+
 def test_demo_finetunes_once_then_reuses_the_cache(tmp_path, caplog):
     base = write_tiny_bert(tmp_path / "base")
     splits = {

@@ -82,6 +82,7 @@ def _demo_classify(args: argparse.Namespace) -> int:
             finetune, epochs=args.qat_epochs, learning_rate=args.qat_learning_rate
         ),
         qat_distill=_distill_config(args),
+        qat_start=args.qat_start,
         methods=tuple(args.methods),
         calibration_size=args.calibration_size,
         test_size=args.test_size,
@@ -140,9 +141,21 @@ def _positive(text: str) -> float:
 
 def _add_qat_options(p: argparse.ArgumentParser) -> None:
     """The Q8BERT QAT recipe of ``demo --task classify`` (defaults: the evaluation's)."""
-    from eightbit.evaluate.classify import DEFAULT_QAT_DISTILL, DEFAULT_QAT_FINETUNE
+    from eightbit.evaluate.classify import (
+        DEFAULT_QAT_DISTILL,
+        DEFAULT_QAT_FINETUNE,
+        FINETUNED,
+        QAT_STARTS,
+    )
 
     f, d = DEFAULT_QAT_FINETUNE, DEFAULT_QAT_DISTILL
+    p.add_argument(
+        "--qat-start",
+        choices=QAT_STARTS,
+        default=FINETUNED,
+        help="QAT fine-tunes from the FP32 fine-tune, or from the pre-trained encoder with a new "
+        f"head as Q8BERT does (default {FINETUNED})",
+    )
     p.add_argument(
         "--qat-epochs", type=int, default=f.epochs, help=f"QAT epochs (default {f.epochs})"
     )

@@ -6,8 +6,9 @@ model, then each INT8 variant on the same test split:
 
 - ``dynamic``: weights int8, activation ranges measured on every call;
 - one static variant per calibration method (ranges from training texts, padding masked out);
-- ``qat``: fake-quant fine-tuning from the FP32 model (``prepare_qat``), distilling the FP32
-  model's logits into the fake-quant one (``qat_distill``), then ``convert``; the
+- ``qat``: fake-quant fine-tuning (``prepare_qat``) from the FP32 model, or from the pre-trained
+  encoder as Q8BERT does (``qat_start``), optionally distilling the FP32 model's logits into the
+  fake-quant one (``qat_distill``), then ``convert``; the
   converted model's logits are compared with the fake-quant model's on one test batch
   (``qat_max_abs_diff``, ``qat_prediction_agreement``).
 
@@ -45,6 +46,7 @@ from eightbit.models.bert import (
     calibration_batches,
     calibration_run,
     load_classifier,
+    minilm_dir,
     predict_logits,
     save_classifier,
 )
@@ -54,6 +56,7 @@ from eightbit.training.classifier import (
     data_fingerprint,
     finetune_cached,
     key_hash,
+    new_classifier,
     ranges_frozen,
     train_classifier,
     training_settings,
@@ -73,6 +76,10 @@ DEFAULT_QAT_CONFIG = QATConfig()
 DEFAULT_QAT_FINETUNE = FinetuneConfig(epochs=1, learning_rate=5e-5)
 DEFAULT_QAT_DISTILL = DistillConfig(weight=0.5, temperature=2.0)
 TASK_NAMES = tuple(TASKS)
+# where QAT's fake-quant fine-tuning starts: the task's FP32 fine-tune, or the pre-trained
+# encoder it was fine-tuned from, with a new head (Q8BERT's recipe)
+FINETUNED, PRETRAINED = "finetuned", "pretrained"
+QAT_STARTS = (FINETUNED, PRETRAINED)
 
 
 @dataclass(frozen=True)
@@ -85,13 +92,16 @@ class ClassifyTask:
     train: LabeledSplit  # calibration texts and QAT fine-tuning
     test: LabeledSplit
     source: str = ""  # names the FP32 weights (a fine-tune cache entry); enables QAT caching
+    base_model: Path | None = None  # the pre-trained checkpoint the FP32 model started from
 
 
 @dataclass(frozen=True)
 class ClassifyEvalConfig:
-    """What to evaluate. ``qat`` fine-tunes from the FP32 model with ``qat_finetune`` (keep its
-    ``max_length`` equal to ``max_length``), distilling the FP32 logits with ``qat_distill``
-    (None: labels only); calibration texts are a seeded training sample."""
+    """What to evaluate. ``qat`` fine-tunes with ``qat_finetune`` (keep its ``max_length``
+    equal to ``max_length``), distilling the FP32 logits with ``qat_distill`` (None: labels
+    only), starting from ``qat_start``: ``finetuned`` (the FP32 model) or ``pretrained`` (the
+    task's ``base_model`` with a new head, seeded by ``qat_finetune.seed``); calibration texts
+    are a seeded training sample."""
 
     methods: tuple[str, ...] = ALL_METHODS
     calibration_size: int = 600
@@ -101,6 +111,7 @@ class ClassifyEvalConfig:
     qat: QATConfig = DEFAULT_QAT_CONFIG
     qat_finetune: FinetuneConfig = DEFAULT_QAT_FINETUNE
     qat_distill: DistillConfig | None = DEFAULT_QAT_DISTILL
+    qat_start: str = FINETUNED
     seed: int = 0
     backend: str = "auto"
     cache_dir: Path | None = None  # converted QAT models, reused when their key matches
@@ -159,6 +170,7 @@ def _qat_cache_key(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, 
     return {
         "task": task.name,
         "fp32_source": task.source,
+        "start": config.qat_start,
         "qat": asdict(config.qat),
         "settings": training_settings(config.qat_finetune),
         "distill": None if config.qat_distill is None else asdict(config.qat_distill),
@@ -189,8 +201,8 @@ def _qat_model(
 def _train_qat(
     task: ClassifyTask, test: LabeledSplit, config: ClassifyEvalConfig
 ) -> tuple[nn.Module, dict[str, float]]:
-    """Fake-quant fine-tuning from the FP32 model, then the real INT8 model, and how closely
-    the INT8 logits follow the fake-quant logits on one batch of test texts."""
+    """Fake-quant fine-tuning (from ``config.qat_start``), then the real INT8 model, and how
+    closely the INT8 logits follow the fake-quant logits on one batch of test texts."""
     teacher = None
     if config.qat_distill is not None:
         teacher = predict_logits(
@@ -201,7 +213,10 @@ def _train_qat(
             config.qat_finetune.max_length,
             progress=False,
         )
-    qat = prepare_qat(task.model, config.qat)
+    start = task.model
+    if config.qat_start == PRETRAINED:
+        start, _ = new_classifier(task.base_model, task.train.label_names, config.qat_finetune.seed)
+    qat = prepare_qat(start, config.qat)
     train_classifier(
         qat,
         task.tokenizer,
@@ -232,6 +247,10 @@ def evaluate_task(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, A
     unknown = [m for m in config.methods if m not in ALL_METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; expected some of {', '.join(ALL_METHODS)}")
+    if config.qat_start not in QAT_STARTS:
+        raise ValueError(f"unknown QAT start {config.qat_start!r}; expected one of {QAT_STARTS}")
+    if QAT in config.methods and config.qat_start == PRETRAINED and task.base_model is None:
+        raise ValueError(f"task {task.name}: QAT from the pre-trained model needs its base_model")
     test = task.test
     if config.test_size:
         test = LabeledSplit(
@@ -303,11 +322,12 @@ def run_classify_demo(
     """
     if config.cache_dir is None:
         config = replace(config, cache_dir=Path(cache_dir))
+    base = Path(base_model) if base_model is not None else minilm_dir()
     tasks = []
     for name in task_names:
         train, dev, test = (load(name, split) for split in ("train", "dev", "test"))
-        model, tokenizer, path = finetune_cached(name, cache_dir, base_model, finetune, train, dev)
-        tasks.append(ClassifyTask(name, model, tokenizer, train, test, source=path.name))
+        model, tokenizer, path = finetune_cached(name, cache_dir, base, finetune, train, dev)
+        tasks.append(ClassifyTask(name, model, tokenizer, train, test, path.name, base))
     return run_classify_eval(tasks, config)
 
 

@@ -278,6 +278,22 @@ def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def new_classifier(
+    base_model: str | os.PathLike[str] | None,
+    label_names: Sequence[str],
+    seed: int | None = None,
+) -> tuple[nn.Module, Any]:
+    """A classifier to fine-tune: the pre-trained encoder ``base_model`` (None: MiniLM) with a
+    new head for ``label_names``, named in its config. ``seed`` seeds the head's initial weights
+    (None: torch's current random state)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    model, tokenizer = load_encoder_classifier(base_model, len(label_names))
+    model.config.id2label = dict(enumerate(label_names))
+    model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    return model, tokenizer
+
+
 def finetune_cached(
     task: str,
     cache_dir: str | os.PathLike[str],
@@ -309,9 +325,7 @@ def finetune_cached(
         model, tokenizer = load_encoder_classifier(directory, len(train.label_names))
         return model, tokenizer, directory
     log.info("fine-tuning %s from %s (cache: %s)", task, base, directory)
-    model, tokenizer = load_encoder_classifier(base, len(train.label_names))
-    model.config.id2label = dict(enumerate(train.label_names))
-    model.config.label2id = {name: i for i, name in enumerate(train.label_names)}
+    model, tokenizer = new_classifier(base, train.label_names)
     train_classifier(model, tokenizer, train, config, dev)
     export(model, tokenizer, directory)
     # the key file goes last: a directory without it is an unfinished run, trained again
