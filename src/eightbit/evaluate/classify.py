@@ -43,10 +43,10 @@ from eightbit.evaluate.report import bar_chart_png, markdown_table, write_json
 from eightbit.evaluate.size import directory_size_mb
 from eightbit.io import METADATA_FILE, read_metadata
 from eightbit.models.bert import (
+    base_checkpoint,
     calibration_batches,
     calibration_run,
     load_classifier,
-    minilm_dir,
     predict_logits,
     save_classifier,
 )
@@ -322,7 +322,7 @@ def run_classify_demo(
     """
     if config.cache_dir is None:
         config = replace(config, cache_dir=Path(cache_dir))
-    base = Path(base_model) if base_model is not None else minilm_dir()
+    base = base_checkpoint(base_model)
     tasks = []
     for name in task_names:
         train, dev, test = (load(name, split) for split in ("train", "dev", "test"))

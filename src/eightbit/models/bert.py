@@ -45,6 +45,11 @@ def minilm_dir() -> Path:
     return package_dir(MINILM_PACKAGE, MINILM_PIP) / "model"
 
 
+def base_checkpoint(path: str | os.PathLike[str] | None) -> Path:
+    """A pre-trained checkpoint's directory: ``path``, or the shipped MiniLM when None."""
+    return Path(path) if path is not None else minilm_dir()
+
+
 def check_checkpoint(directory: Path) -> None:
     """Raise :class:`ModelLoadError` naming every file a checkpoint directory lacks."""
     if not directory.is_dir():
@@ -71,7 +76,7 @@ def load_encoder_classifier(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    directory = Path(path) if path is not None else minilm_dir()
+    directory = base_checkpoint(path)
     check_checkpoint(directory)
     try:
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True)

@@ -32,9 +32,9 @@ from eightbit.data.classification import LabeledSplit, load_task
 from eightbit.errors import EightbitError
 from eightbit.evaluate.metrics import accuracy
 from eightbit.models.bert import (
+    base_checkpoint,
     check_checkpoint,
     load_encoder_classifier,
-    minilm_dir,
     predict,
 )
 from eightbit.models.common import encode_batch
@@ -314,7 +314,7 @@ def finetune_cached(
     if train is None:
         train = load_task(task, "train")
         dev = dev if dev is not None else load_task(task, "dev")
-    base = Path(base_model) if base_model is not None else minilm_dir()
+    base = base_checkpoint(base_model)
     check_checkpoint(base)
     key = cache_key(task, base, config, train)
     digest = key_hash(key)
