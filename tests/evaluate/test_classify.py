@@ -122,17 +122,24 @@ def test_qat_starts_from_the_fine_tune_or_from_the_pretrained_encoder(start, tmp
     assert row["qat_prediction_agreement"] == 1.0
 
 
-def test_qat_start_is_checked_and_keys_the_qat_cache():
+def test_qat_start_is_checked_and_keys_the_qat_cache(tmp_path):
     task = classify.ClassifyTask("toy", None, None, synthetic_split(2), synthetic_split(2))
     with pytest.raises(ValueError, match="unknown QAT start"):
         classify.evaluate_task(task, classify.ClassifyEvalConfig(qat_start="scratch"))
     with pytest.raises(ValueError, match="needs its base_model"):
         classify.evaluate_task(task, classify.ClassifyEvalConfig(qat_start="pretrained"))
-    keys = {
-        classify.key_hash(classify._qat_cache_key(task, classify.ClassifyEvalConfig(qat_start=s)))
-        for s in classify.QAT_STARTS
-    }
-    assert len(keys) == 2
+
+    def key(base, start):
+        task_from = classify.ClassifyTask("toy", None, None, task.train, task.test, "src", base)
+        config = classify.ClassifyEvalConfig(qat_start=start)
+        return classify.key_hash(classify._qat_cache_key(task_from, config))
+
+    base = write_tiny_bert(tmp_path / "base")
+    other = write_tiny_bert(tmp_path / "other", with_head=True)  # other weights
+    assert len({key(base, s) for s in classify.QAT_STARTS}) == 2
+    # the pre-trained weights key QAT from them, and only that start
+    assert key(base, "pretrained") != key(other, "pretrained")
+    assert key(base, "finetuned") == key(other, "finetuned")
 
 
 def test_demo_finetunes_once_then_reuses_the_cache(tmp_path, caplog):

@@ -60,6 +60,7 @@ from eightbit.training.classifier import (
     ranges_frozen,
     train_classifier,
     training_settings,
+    weights_fingerprint,
 )
 from eightbit.training.distill import DistillConfig
 from eightbit.transform import convert, prepare_qat, quantize
@@ -171,6 +172,13 @@ def _qat_cache_key(task: ClassifyTask, config: ClassifyEvalConfig) -> dict[str, 
         "task": task.name,
         "fp32_source": task.source,
         "start": config.qat_start,
+        # from the pre-trained start, its weights shape the QAT model: the fine-tune named by
+        # fp32_source need not have come from the same checkpoint
+        "base_model_weights": (
+            weights_fingerprint(task.base_model)
+            if config.qat_start == PRETRAINED and task.base_model is not None
+            else None
+        ),
         "qat": asdict(config.qat),
         "settings": training_settings(config.qat_finetune),
         "distill": None if config.qat_distill is None else asdict(config.qat_distill),

@@ -241,9 +241,10 @@ def _log_dev(
     return score
 
 
-def _fingerprint_file(path: Path) -> str:
+def weights_fingerprint(checkpoint: Path) -> str:
+    """SHA-256 of a checkpoint directory's ``model.safetensors``."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with (checkpoint / "model.safetensors").open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -256,7 +257,7 @@ def cache_key(
     return {
         "format": CACHE_FORMAT,
         "task": task,
-        "base_model_weights": _fingerprint_file(base_model / "model.safetensors"),
+        "base_model_weights": weights_fingerprint(base_model),
         "settings": training_settings(config),
         "train_data": data_fingerprint(train),
     }
